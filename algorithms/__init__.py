@@ -1,0 +1,33 @@
+"""Training algorithms for the shared spiking network, registered by name (`algorithm=<name>`).
+
+Each algorithm lives in its own module and is imported only when asked for, so the registry maps
+names to "module:Class". Algorithms never import each other.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from omegaconf import DictConfig
+
+from .base import SpikingModule, StepOutput
+
+REGISTRY: dict[str, str] = {
+    "bptt": "algorithms.bptt:BPTT",
+}
+
+
+def get_algorithm(name: str) -> type[SpikingModule]:
+    """The LightningModule class registered under `name`."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown algorithm '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build_module(cfg: DictConfig) -> SpikingModule:
+    """The LightningModule for a resolved config (as returned by `train.compose_config`)."""
+    return get_algorithm(cfg.algorithm.name)(cfg)
+
+
+__all__ = ["REGISTRY", "SpikingModule", "StepOutput", "build_module", "get_algorithm"]

@@ -1,0 +1,245 @@
+"""What every training algorithm shares: the network, the objective, the optimiser, metrics and logging.
+
+An algorithm subclasses `SpikingModule` and implements one method, `forward_backward(x, y)`, which
+computes the loss and leaves in each parameter's `.grad` the gradient as that algorithm defines it
+(autograd with surrogate gradients, an adjoint system, eligibility traces, ...). Training therefore uses
+Lightning's manual optimisation: zero the grads, `forward_backward`, step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .losses import Objective
+from .network import SNN, InitParams
+from .neuron import LIFParams
+
+
+@dataclass
+class StepOutput:
+    """What one training step reports: loss, logits (batch, classes), hidden spikes per neuron (batch, hidden)."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    hidden_counts: torch.Tensor
+    saved_bytes: int | None = None  # memory kept for the backward pass; None: measured by the base class
+
+
+class SavedTensorMeter:
+    """Counts the bytes autograd keeps for backward (saved-tensor hooks), parameters excluded.
+
+    Each storage is counted once, however many nodes save it. On CPU this is the memory that training
+    needs beyond the model and the batch's own tensors, which is what the algorithms differ in.
+    """
+
+    def __init__(self, exclude: list[torch.Tensor]) -> None:
+        self._exclude = {t.data_ptr() for t in exclude}
+        self._seen: set[int] = set()
+        self.bytes = 0
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in self._exclude and ptr not in self._seen:
+            self._seen.add(ptr)
+            self.bytes += t.untyped_storage().nbytes()
+        return t
+
+    def __enter__(self) -> "SavedTensorMeter":
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+
+def lif_params_from_config(cfg: DictConfig) -> tuple[LIFParams, LIFParams]:
+    """Hidden and readout neuron parameters; dt comes from the data config (one clock for all)."""
+    m = cfg.model
+    hidden = LIFParams(cfg.data.dt, m.tau_mem, m.tau_syn, m.threshold, m.v_reset)
+    readout = LIFParams(cfg.data.dt, m.tau_mem_out, m.tau_syn_out, m.threshold, m.v_reset)
+    return hidden, readout
+
+
+def input_size(cfg: DictConfig) -> int:
+    """Channels after pooling, times the copies of the optional input delay line."""
+    d = cfg.data
+    return -(-d.channels // d.pool) * max(1, d.delay.copies)
+
+
+class SpikingModule(L.LightningModule):
+    """Base LightningModule: builds the shared network and runs training with the algorithm's gradients."""
+
+    def __init__(self, cfg: DictConfig | dict) -> None:
+        super().__init__()
+        cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.cfg = cfg
+        self.automatic_optimization = False
+        hidden, readout = lif_params_from_config(cfg)
+        self.net = SNN(
+            n_in=input_size(cfg),
+            n_hidden=cfg.model.hidden,
+            n_out=cfg.data.n_classes,
+            recurrent=cfg.model.recurrent,
+            hidden=hidden,
+            readout=readout,
+            init=InitParams(**cfg.model.init),
+        )
+        self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
+        self._reset_epoch_stats()
+
+    # -- what an algorithm provides -------------------------------------------------------------
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        """Loss on the batch, with each parameter's `.grad` set by the algorithm. x: (batch, time, inputs)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_backward")
+
+    def simulate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden spikes (batch, time, hidden) and readout voltages (batch, time, classes), no gradients."""
+        return self.net.simulate(x)
+
+    # -- the common handle -------------------------------------------------------------------
+
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Zero the grads, then return the loss and leave the algorithm's gradient in every `.grad`."""
+        for prm in self.parameters():
+            prm.grad = None
+        return self._measured_step(x, y).loss
+
+    def _measured_step(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        meter = SavedTensorMeter(exclude=list(self.parameters()))
+        with meter:
+            out = self.forward_backward(x, y)
+        if out.saved_bytes is None:
+            out.saved_bytes = meter.bytes
+        return out
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        """Loss and logits without gradients (validation and test)."""
+        spikes, v_out = self.simulate(x)
+        loss, logits = self.objective(v_out, spikes, y)
+        return StepOutput(loss.detach(), logits.detach(), spikes.sum(1))
+
+    # -- Lightning -----------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        choices = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+        if o.name not in choices:
+            raise ValueError(f"unknown optim.name '{o.name}'; choose one of: {', '.join(choices)}")
+        opt = choices[o.name](self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        if o.scheduler == "none":
+            return opt
+        if o.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.trainer.max_epochs))
+            return {"optimizer": opt, "lr_scheduler": sched}
+        raise ValueError(f"unknown optim.scheduler '{o.scheduler}'; choose one of: none, cosine")
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        opt = self.optimizers()
+        opt.zero_grad(set_to_none=True)
+        out = self._measured_step(x, y)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"loss is {out.loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                "lower optim.lr or set optim.grad_clip (checkpoints saved so far are kept)"
+            )
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.optim.grad_clip)
+        opt.step()
+        self._record(out, x, "train")
+        self.log("train/loss", out.loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self._acc(out.logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        out = self.evaluate(x, y)
+        self._record(out, x, stage)
+        self.log(f"{stage}/loss", out.loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
+        self.log(f"{stage}/acc", self._acc(out.logits, y), on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
+
+    @staticmethod
+    def _acc(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (logits.argmax(-1) == y).float().mean()
+
+    # -- activity, cost and memory statistics per epoch ---------------------------------------
+
+    def _reset_epoch_stats(self, stage: str | None = None) -> None:
+        stages = [stage] if stage else ["train", "val", "test"]
+        if not hasattr(self, "_stats"):
+            self._stats: dict[str, dict[str, Any]] = {}
+        for s in stages:
+            self._stats[s] = {"counts": None, "in_spikes": 0.0, "samples": 0, "saved": 0, "t0": time.perf_counter()}
+
+    def _record(self, out: StepOutput, x: torch.Tensor, stage: str) -> None:
+        st = self._stats[stage]
+        counts = out.hidden_counts.detach().sum(0)
+        st["counts"] = counts if st["counts"] is None else st["counts"] + counts
+        st["in_spikes"] += float(x.sum())
+        st["samples"] += x.shape[0]
+        st["saved"] = max(st["saved"], out.saved_bytes or 0)
+
+    def _epoch_stats(self, stage: str) -> dict[str, float]:
+        st = self._stats[stage]
+        if not st["samples"]:
+            return {}
+        n, duration = st["samples"], self.cfg.data.duration
+        counts = st["counts"]
+        fan_in_spike, fan_hidden_spike = self.net.synops_per_spike()
+        wall = time.perf_counter() - st["t0"]
+        stats = {
+            "rate_hz": float(counts.sum()) / (n * self.net.n_hidden * duration),
+            "silent_frac": float((counts == 0).float().mean()),
+            "synops": (st["in_spikes"] * fan_in_spike + float(counts.sum()) * fan_hidden_spike) / n,
+            "epoch_s": wall,
+            "samples_per_s": n / max(wall, 1e-9),
+        }
+        if stage == "train":
+            stats["saved_bytes"] = float(st["saved"])
+            if self.device.type == "cuda":
+                stats["gpu_peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
+        return stats
+
+    def on_train_epoch_start(self) -> None:
+        self._reset_epoch_stats("train")
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_epoch_stats("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_epoch_stats("test")
+
+    def on_train_epoch_end(self) -> None:
+        self.epoch_hidden_counts = self._stats["train"]["counts"]
+        for k, v in self._epoch_stats("train").items():
+            self.log(f"train/{k}", v)
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+
+    def on_validation_epoch_end(self) -> None:
+        for k, v in self._epoch_stats("val").items():
+            if k in ("rate_hz", "silent_frac", "synops"):
+                self.log(f"val/{k}", v)
+
+    def on_test_epoch_end(self) -> None:
+        for k, v in self._epoch_stats("test").items():
+            if k in ("rate_hz", "silent_frac", "synops", "samples_per_s"):
+                self.log(f"test/{k}", v)
+

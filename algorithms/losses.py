@@ -1,0 +1,64 @@
+"""Losses on the readout voltage V_out (batch, time, classes) and the hidden spike-count regulariser.
+
+Readout to logits (Nowotny, Turner & Knight 2025, "Loss shaping enhances exact gradient learning with
+EventProp in spiking neural networks"), with T the trial length and the integrals taken as means over steps:
+
+    sum      z_k = (1/T) ∫₀ᵀ V_k(t) dt
+    sum_exp  z_k = (1/T) ∫₀ᵀ e^{−t/T} V_k(t) dt     (default: early evidence counts more)
+    max      z_k = max_t V_k(t)
+
+then cross-entropy of softmax(z) against the label. The regulariser on the hidden layer is
+c · mean_j (N̄_j − ν)², with N̄_j the batch-mean spike count of hidden neuron j in a trial.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+READOUTS = ("sum_exp", "sum", "max")
+
+
+def time_weights(steps: int, kind: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Per-step weights w_t with z_k = Σ_t w_t V_k[t] for the linear readouts: (time,)."""
+    if kind == "sum":
+        return torch.full((steps,), 1.0 / steps, dtype=dtype, device=device)
+    if kind == "sum_exp":
+        t = torch.arange(steps, dtype=dtype, device=device)
+        return torch.exp(-t / steps) / steps
+    raise ValueError(f"readout '{kind}' has no time weights; linear readouts are sum, sum_exp")
+
+
+def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
+    """Logits (batch, classes) from readout voltages (batch, time, classes)."""
+    if kind == "max":
+        return v_out.amax(dim=1)
+    if kind in ("sum", "sum_exp"):
+        w = time_weights(v_out.shape[1], kind, v_out.dtype, v_out.device)
+        return torch.einsum("btk,t->bk", v_out, w)
+    raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(READOUTS)}")
+
+
+def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float) -> torch.Tensor:
+    """c · mean_j (N̄_j − ν)² for hidden spikes (batch, time, hidden)."""
+    counts = spikes.sum(dim=1).mean(dim=0)
+    return strength * ((counts - target) ** 2).mean()
+
+
+class Objective:
+    """Loss = cross-entropy of the readout logits + the spike-count regulariser."""
+
+    def __init__(self, kind: str = "sum_exp", reg_strength: float = 0.0, reg_target: float = 0.0) -> None:
+        if kind not in READOUTS:
+            raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(READOUTS)}")
+        self.kind, self.reg_strength, self.reg_target = kind, reg_strength, reg_target
+
+    def __call__(
+        self, v_out: torch.Tensor, spikes: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (loss, logits)."""
+        logits = readout_logits(v_out, self.kind)
+        loss = F.cross_entropy(logits, y)
+        if self.reg_strength:
+            loss = loss + spike_count_regulariser(spikes, self.reg_strength, self.reg_target)
+        return loss, logits

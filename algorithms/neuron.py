@@ -1,0 +1,248 @@
+"""The neuron model, once: leaky integrate-and-fire (LIF) with exponential synapses.
+
+Every algorithm of the suite simulates this model. Integrated exactly over a step of length dt
+(the synaptic current is held piecewise constant, as in Zenke & Vogels 2021 and mlGeNN):
+
+    I[t] = β I[t-1] + W_in x[t] + W_rec s[t-1]            (synaptic current)
+    U[t] = α V[t-1] + (1 − α) I[t]                        (membrane before reset)
+    s[t] = Θ(U[t] − ϑ)                                     (spike)
+    V[t] = U[t] − (U[t] − V_reset) s[t]                   (reset to V_reset)
+
+with α = exp(−dt/τ_mem), β = exp(−dt/τ_syn). The readout is the same synapse and membrane without
+threshold (a leaky integrator): V_out[t] = α_out V_out[t-1] + (1 − α_out) I_out[t].
+
+Shapes: inputs and spikes are (batch, time, neurons). `lif_sequence` is the one entry point that
+simulates a whole sequence for training with surrogate gradients; its backward is the exact
+adjoint of the recurrence above with Θ' replaced by a surrogate. Faster backends (a fused Triton
+kernel on GPU, a compiled loop on CPU) plug in behind the same function.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .surrogates import get_surrogate, spike
+
+
+@dataclass(frozen=True)
+class LIFParams:
+    """Time constants and threshold of a LIF population; times in seconds."""
+
+    dt: float = 1e-3
+    tau_mem: float = 20e-3
+    tau_syn: float = 5e-3
+    threshold: float = 1.0
+    v_reset: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("dt", "tau_mem", "tau_syn"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"model.{name} must be > 0 seconds, got {getattr(self, name)}")
+
+    @property
+    def alpha(self) -> float:
+        """Membrane decay per step, α = exp(−dt/τ_mem)."""
+        return math.exp(-self.dt / self.tau_mem)
+
+    @property
+    def beta(self) -> float:
+        """Synaptic decay per step, β = exp(−dt/τ_syn)."""
+        return math.exp(-self.dt / self.tau_syn)
+
+
+# ----------------------------------------------------------------------------------------------
+# One step of the equations (used by the reference loop and the tests)
+# ----------------------------------------------------------------------------------------------
+
+
+def lif_step(
+    i_prev: torch.Tensor, v_prev: torch.Tensor, drive: torch.Tensor, p: LIFParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """I[t] = β I[t-1] + drive[t];  U[t] = α V[t-1] + (1 − α) I[t].  Returns (I[t], U[t])."""
+    i = p.beta * i_prev + drive
+    u = p.alpha * v_prev + (1.0 - p.alpha) * i
+    return i, u
+
+
+def reset(u: torch.Tensor, s: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    """V[t] = U[t] − (U[t] − V_reset) s[t]."""
+    return u - (u - p.v_reset) * s
+
+
+def lif_reference(
+    a: torch.Tensor,
+    w_rec: torch.Tensor | None,
+    p: LIFParams,
+    surrogate: str = "fast_sigmoid",
+    slope: float = 10.0,
+    detach_reset: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plainly unrolled network, differentiated by autograd: the specification of `lif_sequence`.
+
+    a: feed-forward drive W_in x, (batch, time, hidden). Returns spikes and pre-reset membrane U,
+    both (batch, time, hidden). Slow (one autograd node per operation and step); tests only.
+    """
+    batch, steps, hidden = a.shape
+    i = a.new_zeros(batch, hidden)
+    v = a.new_zeros(batch, hidden)
+    s = a.new_zeros(batch, hidden)
+    spikes, us = [], []
+    for t in range(steps):
+        drive = a[:, t] if w_rec is None else a[:, t] + s @ w_rec
+        i, u = lif_step(i, v, drive, p)
+        s = spike(u - p.threshold, surrogate, slope)
+        v = reset(u, s.detach() if detach_reset else s, p)
+        spikes.append(s)
+        us.append(u)
+    return torch.stack(spikes, 1), torch.stack(us, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole sequence at once: forward without a graph, backward by the discrete adjoint
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def lif_forward(
+    a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulate the hidden layer without autograd. Returns spikes and pre-reset U, (batch, time, hidden).
+
+    This is the eager per-step loop ('reference' backend). It is what EventProp's discrete mode,
+    e-prop and inference use as their forward pass too.
+    """
+    batch, steps, hidden = a.shape
+    alpha, beta, theta, v_reset = p.alpha, p.beta, p.threshold, p.v_reset
+    spikes = torch.empty_like(a)
+    us = torch.empty_like(a)
+    i = a.new_zeros(batch, hidden)
+    v = a.new_zeros(batch, hidden)
+    s = a.new_zeros(batch, hidden)
+    for t in range(steps):
+        i = beta * i + a[:, t]
+        if w_rec is not None and t > 0:
+            i.addmm_(s, w_rec)
+        u = alpha * v + (1.0 - alpha) * i
+        s = (u >= theta).to(a.dtype)
+        v = torch.where(s > 0, torch.full_like(u, v_reset), u)
+        spikes[:, t] = s
+        us[:, t] = u
+    return spikes, us
+
+
+@torch.no_grad()
+def lif_backward(
+    grad_spikes: torch.Tensor,
+    u: torch.Tensor,
+    w_rec: torch.Tensor | None,
+    p: LIFParams,
+    surrogate: str,
+    slope: float,
+    detach_reset: bool,
+) -> torch.Tensor:
+    """Adjoint of `lif_forward` with Θ' := σ'. Returns dL/dI[t] for all t, (batch, time, hidden).
+
+    Backward in time, with g_X[t] = dL/dX[t] and s[t] = Θ(U[t] − ϑ):
+        g_s[t] = ∂L/∂s[t] + g_I[t+1] W_recᵀ (+ g_V[t] (V_reset − U[t]) if the reset is not detached)
+        g_V[t] = α g_U[t+1]
+        g_U[t] = g_V[t] (1 − s[t]) + g_s[t] σ'(U[t] − ϑ)
+        g_I[t] = (1 − α) g_U[t] + β g_I[t+1]
+    dL/d(drive)[t] = g_I[t]; so dL/dW_in = xᵀ g_I and dL/dW_rec = Σ_t s[t-1]ᵀ g_I[t].
+    """
+    sigma = get_surrogate(surrogate)
+    batch, steps, hidden = u.shape
+    alpha, beta, theta = p.alpha, p.beta, p.threshold
+    g_i_all = torch.empty_like(u)
+    g_u_next = u.new_zeros(batch, hidden)
+    g_i_next = u.new_zeros(batch, hidden)
+    for t in range(steps - 1, -1, -1):
+        u_t = u[:, t]
+        s_t = (u_t >= theta).to(u.dtype)
+        g_s = grad_spikes[:, t]
+        if w_rec is not None and t < steps - 1:
+            g_s = g_s + g_i_next @ w_rec.T
+        g_v = alpha * g_u_next
+        if not detach_reset:
+            g_s = g_s + g_v * (p.v_reset - u_t)
+        g_u = g_v * (1.0 - s_t) + g_s * sigma(u_t - theta, slope)
+        g_i = (1.0 - alpha) * g_u + beta * g_i_next
+        g_i_all[:, t] = g_i
+        g_u_next, g_i_next = g_u, g_i
+    return g_i_all
+
+
+class LIFSequence(torch.autograd.Function):
+    """Autograd node for the whole hidden-layer sequence; saves only U (batch, time, hidden)."""
+
+    @staticmethod
+    def forward(ctx, a, w_rec, p, surrogate, slope, detach_reset):  # type: ignore[override]
+        spikes, u = lif_forward(a, w_rec, p)
+        ctx.save_for_backward(u, w_rec)
+        ctx.cfg = (p, surrogate, slope, detach_reset)
+        ctx.has_rec = w_rec is not None
+        return spikes
+
+    @staticmethod
+    def backward(ctx, grad_spikes):  # type: ignore[override]
+        u, w_rec = ctx.saved_tensors
+        p, surrogate, slope, detach_reset = ctx.cfg
+        g_i = lif_backward(grad_spikes, u, w_rec if ctx.has_rec else None, p, surrogate, slope, detach_reset)
+        g_w_rec = None
+        if ctx.has_rec and ctx.needs_input_grad[1]:
+            s_prev = (u[:, :-1] >= p.threshold).to(u.dtype)
+            g_w_rec = s_prev.flatten(0, 1).T @ g_i[:, 1:].flatten(0, 1)
+        return g_i, g_w_rec, None, None, None, None
+
+
+def lif_sequence(
+    a: torch.Tensor,
+    w_rec: torch.Tensor | None,
+    p: LIFParams,
+    surrogate: str = "fast_sigmoid",
+    slope: float = 10.0,
+    detach_reset: bool = True,
+) -> torch.Tensor:
+    """Hidden spikes (batch, time, hidden) for drive a = W_in x, differentiable with surrogate gradients."""
+    return LIFSequence.apply(a, w_rec, p, surrogate, slope, detach_reset)
+
+
+# ----------------------------------------------------------------------------------------------
+# The readout: the same synapse and membrane, no threshold (a linear filter)
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def exp_filter(x: torch.Tensor, decay: float, reverse: bool = False) -> torch.Tensor:
+    """y[t] = decay · y[t-1] + x[t] along dim 1 of (batch, time, n); anti-causal if reverse."""
+    y = torch.empty_like(x)
+    acc = x.new_zeros(x.shape[0], x.shape[2])
+    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+    for t in steps:
+        acc = decay * acc + x[:, t]
+        y[:, t] = acc
+    return y
+
+
+class ExpFilter(torch.autograd.Function):
+    """Causal first-order filter; its adjoint is the same filter run backward in time."""
+
+    @staticmethod
+    def forward(ctx, x, decay):  # type: ignore[override]
+        ctx.decay = decay
+        return exp_filter(x, decay)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return exp_filter(g, ctx.decay, reverse=True), None
+
+
+def leaky_readout(h: torch.Tensor, p: LIFParams) -> torch.Tensor:
+    """Readout membrane V_out (batch, time, classes) for synaptic input h = s W_out.
+
+    I_out[t] = β I_out[t-1] + h[t];  V_out[t] = α V_out[t-1] + (1 − α) I_out[t].
+    """
+    i = ExpFilter.apply(h, p.beta)
+    return (1.0 - p.alpha) * ExpFilter.apply(i, p.alpha)

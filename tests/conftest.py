@@ -1,0 +1,43 @@
+"""Shared fixtures: small SHD-format files written by the suite's own generator."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FSDD = ROOT.parent / "shared" / "data" / "fsdd-spikes"
+
+
+@pytest.fixture(autouse=True)
+def _threads_and_seed():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
+
+
+@pytest.fixture
+def shd_dir(tmp_path):
+    """A folder holding shd_train.h5 and shd_test.h5 in the official layout (generated, 20 classes)."""
+    from datamodules.synthetic import generate, write_shd_file
+
+    for split, n, stream in (("train", 200, 1), ("test", 60, 2)):
+        t, u, y = generate(n, np.random.default_rng([3, 0]), np.random.default_rng([3, stream]), duration=0.1)
+        speakers = np.arange(n) % 4
+        write_shd_file(tmp_path / f"shd_{split}.h5", t, u, y, speakers=speakers)
+    return tmp_path
+
+
+def overrides_for(tmp_path, *extra: str) -> list[str]:
+    """Overrides for a fast, quiet run that writes into tmp_path."""
+    return [
+        f"output_dir={tmp_path / 'run'}",
+        "trainer.progress_bar=false",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        *extra,
+    ]
