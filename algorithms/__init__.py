@@ -14,6 +14,9 @@ from .base import SpikingModule, StepOutput
 
 REGISTRY: dict[str, str] = {
     "bptt": "algorithms.bptt:BPTT",
+    "eventprop": "algorithms.eventprop:EventProp",
+    "eprop": "algorithms.eprop:EProp",
+    "paralif": "algorithms.paralif:ParaLIF",
 }
 
 
