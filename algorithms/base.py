@@ -82,8 +82,17 @@ class SpikingModule(L.LightningModule):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         self.cfg = cfg
         self.automatic_optimization = False
+        self.net = self.build_network(cfg)
+        self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
+        self._reset_epoch_stats()
+
+    # -- what an algorithm provides -------------------------------------------------------------
+
+    def build_network(self, cfg: DictConfig) -> SNN:
+        """The shared network; an algorithm with its own neuron form (ParaLIF) returns a module with the
+        same interface (n_hidden, simulate, synops_per_spike)."""
         hidden, readout = lif_params_from_config(cfg)
-        self.net = SNN(
+        return SNN(
             n_in=input_size(cfg),
             n_hidden=cfg.model.hidden,
             n_out=cfg.data.n_classes,
@@ -92,10 +101,6 @@ class SpikingModule(L.LightningModule):
             readout=readout,
             init=InitParams(**cfg.model.init),
         )
-        self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
-        self._reset_epoch_stats()
-
-    # -- what an algorithm provides -------------------------------------------------------------
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Loss on the batch, with each parameter's `.grad` set by the algorithm. x: (batch, time, inputs)."""
