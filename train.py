@@ -58,6 +58,11 @@ def _check_type(key: str, old: Any, new: Any) -> Any:
     """The new value if it fits the type of the default, else a ConfigError naming the key."""
     if old is None or new is None:
         return new
+    if isinstance(new, str) and isinstance(old, (int, float)) and not isinstance(old, bool):
+        try:  # YAML 1.1 reads "2e-3" as a string
+            new = float(new) if isinstance(old, float) or not new.lstrip("-").isdigit() else int(new)
+        except ValueError:
+            pass
     ok = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -234,14 +239,13 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
     best = ckpt.best_model_path or None
     tested = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
     results = {k: float(v) for k, v in tested.items()}
     results["best_val_acc"] = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     results["epochs"] = trainer.current_epoch
-    for k, v in trainer.callback_metrics.items():
-        if k.startswith(("train/", "time/", "mem/")) and v.numel() == 1:
-            results.setdefault(k, float(v))
+    results.update(fit_metrics)
     (out / "results.yaml").write_text(yaml.safe_dump(results, sort_keys=True))
     results["output_dir"] = str(out)  # type: ignore[assignment]
     for lg in trainer.loggers:

@@ -28,7 +28,7 @@ def generate(
     rng_samples: np.random.Generator,
     n_classes: int = 20,
     channels: int = 700,
-    active_fraction: float = 0.3,
+    active_fraction: float = 1.0,
     manifold_dim: int = 1,
     harmonics: int = 3,
     smoothness: float = 1.0,

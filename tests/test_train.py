@@ -1,0 +1,95 @@
+"""train.py: config composition, the one-line errors, and end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import train
+from conftest import FSDD, ROOT, overrides_for
+from train import ConfigError, compose_config
+
+
+def test_group_choices_and_dotted_overrides_compose():
+    cfg = compose_config(["algorithm=bptt", "data=shd", "model.hidden=512", "--optim.lr=0.01", "data.dt=2e-3"])
+    assert cfg.algorithm.name == "bptt" and cfg.data.name == "shd" and cfg.data.n_classes == 20
+    assert cfg.model.hidden == 512 and cfg.optim.lr == 0.01 and cfg.data.dt == 0.002
+
+
+def test_unknown_key_names_the_key_and_the_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.hiden'; did you mean 'model.hidden'\?"):
+        compose_config(["model.hiden=3"])
+
+
+def test_unknown_group_choice_lists_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'bpt'; choose one of: .*bptt"):
+        compose_config(["algorithm=bpt"])
+
+
+def test_wrong_type_names_the_key_and_expected_type():
+    with pytest.raises(ConfigError, match=r"model.hidden='many': expected int"):
+        compose_config(["model.hidden=many"])
+    with pytest.raises(ConfigError, match=r"model.recurrent=3: expected bool"):
+        compose_config(["model.recurrent=3"])
+
+
+def test_bad_value_and_bad_key_exit_with_one_line_on_stderr(tmp_path):
+    for args in (["model.hiden=3"], ["algorithm.surrogate=nope", f"output_dir={tmp_path}"]):
+        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+def test_end_to_end_bptt_on_generated_data_well_above_chance(tmp_path):
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=4", "model.hidden=128"))
+    results = train.run(cfg)
+    assert results["test/acc"] > 0.3, results  # chance is 0.05
+    out = tmp_path / "run"
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["model"]["hidden"] == 128
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    for metric in ("train/loss_epoch", "val/acc", "train/rate_hz", "train/silent_frac", "train/synops",
+                   "train/epoch_s", "train/samples_per_s", "train/saved_bytes"):
+        assert metric in header
+    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_resume_from_checkpoint_continues_the_epoch_count(tmp_path):
+    first = compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2", "model.hidden=32"))
+    train.run(first)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    second = compose_config(overrides_for(tmp_path / "b", "trainer.max_epochs=2", "trainer.limit_train_batches=2",
+                                          "model.hidden=32", f"ckpt_path={ckpt}"))
+    results = train.run(second)
+    assert results["epochs"] == 2
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "model.hidden=16", "model.init.out_std=nan",
+                                       "trainer.limit_train_batches=3"))
+    with pytest.raises(FloatingPointError, match="lower optim.lr"):
+        train.run(cfg)
+
+
+def test_wandb_logger_runs_offline_without_an_api_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", os.path.expanduser("~/.cache/torch_extensions"))  # keep the build cache
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    cfg = compose_config(overrides_for(tmp_path, "logger=wandb", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                                       "model.hidden=16"))
+    train.run(cfg)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.skipif(not FSDD.exists(), reason="../shared/data/fsdd-spikes not present")
+def test_short_run_on_fsdd_real_speech(tmp_path):
+    cfg = compose_config(overrides_for(tmp_path, "data=fsdd", "data.dt=10e-3", "model.hidden=64", "trainer.max_epochs=1",
+                                       "trainer.limit_train_batches=10"))
+    results = train.run(cfg)
+    assert 0.0 <= results["test/acc"] <= 1.0 and results["train/rate_hz"] > 0
