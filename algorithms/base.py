@@ -60,10 +60,14 @@ class SavedTensorMeter:
 
 
 def lif_params_from_config(cfg: DictConfig) -> tuple[LIFParams, LIFParams]:
-    """Hidden and readout neuron parameters; dt comes from the data config (one clock for all)."""
+    """Hidden and readout neuron parameters; dt comes from the data config (one clock for all).
+
+    `model.backend` (auto | reference | triton | cpu) picks how the recurrence is computed (algorithms/kernels).
+    """
     m = cfg.model
-    hidden = LIFParams(cfg.data.dt, m.tau_mem, m.tau_syn, m.threshold, m.v_reset)
-    readout = LIFParams(cfg.data.dt, m.tau_mem_out, m.tau_syn_out, m.threshold, m.v_reset)
+    backend = m.get("backend", "auto")
+    hidden = LIFParams(cfg.data.dt, m.tau_mem, m.tau_syn, m.threshold, m.v_reset, backend)
+    readout = LIFParams(cfg.data.dt, m.tau_mem_out, m.tau_syn_out, m.threshold, m.v_reset, backend)
     return hidden, readout
 
 

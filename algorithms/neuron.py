@@ -13,8 +13,12 @@ threshold (a leaky integrator): V_out[t] = α_out V_out[t-1] + (1 − α_out) I_
 
 Shapes: inputs and spikes are (batch, time, neurons). `lif_sequence` is the one entry point that
 simulates a whole sequence for training with surrogate gradients; its backward is the exact
-adjoint of the recurrence above with Θ' replaced by a surrogate. Faster backends (a fused Triton
-kernel on GPU, a compiled loop on CPU) plug in behind the same function.
+adjoint of the recurrence above with Θ' replaced by a surrogate.
+
+Backends (`LIFParams.backend`, config key `model.backend`): the eager per-step loops below
+(`lif_forward_reference`, `lif_backward_reference`, `exp_filter_reference`) are the specification;
+`lif_forward`, `lif_backward` and `exp_filter` run them, or with `auto` (default) a fused Triton kernel
+on CUDA tensors and a compiled C++ loop on CPU tensors (algorithms/kernels/), tested against them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import kernels
 from .surrogates import get_surrogate, spike
 
 
@@ -36,11 +41,14 @@ class LIFParams:
     tau_syn: float = 5e-3
     threshold: float = 1.0
     v_reset: float = 0.0
+    backend: str = "auto"  # how the recurrence is computed: auto | reference | triton | cpu (algorithms/kernels)
 
     def __post_init__(self) -> None:
         for name in ("dt", "tau_mem", "tau_syn"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"model.{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.backend not in kernels.BACKENDS:
+            raise ValueError(f"model.backend must be one of {', '.join(kernels.BACKENDS)}; got '{self.backend}'")
 
     @property
     def alpha(self) -> float:
@@ -111,9 +119,20 @@ def lif_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Simulate the hidden layer without autograd. Returns spikes and pre-reset U, (batch, time, hidden).
 
-    This is the eager per-step loop ('reference' backend). It is what EventProp's discrete mode,
-    e-prop and inference use as their forward pass too.
+    Runs on the backend `p.backend` selects for a (see module docstring): the equations of
+    `lif_forward_reference`, bitwise on CPU, to float32 round-off in the per-step product s W_rec on GPU.
+    It is what EventProp's discrete mode, e-prop and inference use as their forward pass too.
     """
+    backend = kernels.select_backend(p.backend, a, w_rec)
+    out = None if backend == "reference" else kernels.lif_forward(backend, p.backend, a, w_rec, p)
+    return out if out is not None else lif_forward_reference(a, w_rec, p)
+
+
+@torch.no_grad()
+def lif_forward_reference(
+    a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The eager per-step loop ('reference' backend): spikes and pre-reset U, (batch, time, hidden)."""
     batch, steps, hidden = a.shape
     alpha, beta, theta, v_reset = p.alpha, p.beta, p.threshold, p.v_reset
     spikes = torch.empty_like(a)
@@ -144,6 +163,26 @@ def lif_backward(
     detach_reset: bool,
 ) -> torch.Tensor:
     """Adjoint of `lif_forward` with Θ' := σ'. Returns dL/dI[t] for all t, (batch, time, hidden).
+
+    Runs on the backend `p.backend` selects for u; the equations are those of `lif_backward_reference`.
+    """
+    backend = kernels.select_backend(p.backend, u, w_rec, surrogate)
+    args = (grad_spikes, u, w_rec, p, surrogate, slope, detach_reset)
+    out = None if backend == "reference" else kernels.lif_backward(backend, p.backend, *args)
+    return out if out is not None else lif_backward_reference(*args)
+
+
+@torch.no_grad()
+def lif_backward_reference(
+    grad_spikes: torch.Tensor,
+    u: torch.Tensor,
+    w_rec: torch.Tensor | None,
+    p: LIFParams,
+    surrogate: str,
+    slope: float,
+    detach_reset: bool,
+) -> torch.Tensor:
+    """The eager per-step adjoint loop ('reference' backend): dL/dI[t] for all t, (batch, time, hidden).
 
     Backward in time, with g_X[t] = dL/dX[t] and s[t] = Θ(U[t] − ϑ):
         g_s[t] = ∂L/∂s[t] + g_I[t+1] W_recᵀ (+ g_V[t] (V_reset − U[t]) if the reset is not detached)
@@ -215,8 +254,16 @@ def lif_sequence(
 
 
 @torch.no_grad()
-def exp_filter(x: torch.Tensor, decay: float, reverse: bool = False) -> torch.Tensor:
+def exp_filter(x: torch.Tensor, decay: float, reverse: bool = False, backend: str = "auto") -> torch.Tensor:
     """y[t] = decay · y[t-1] + x[t] along dim 1 of (batch, time, n); anti-causal if reverse."""
+    chosen = kernels.select_backend(backend, x) if x.dim() == 3 else "reference"
+    out = None if chosen == "reference" else kernels.exp_filter(chosen, backend, x, decay, reverse)
+    return out if out is not None else exp_filter_reference(x, decay, reverse)
+
+
+@torch.no_grad()
+def exp_filter_reference(x: torch.Tensor, decay: float, reverse: bool = False) -> torch.Tensor:
+    """The eager per-step loop of `exp_filter` ('reference' backend)."""
     y = torch.empty_like(x)
     acc = x.new_zeros(x.shape[0], x.shape[2])
     steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
@@ -230,13 +277,13 @@ class ExpFilter(torch.autograd.Function):
     """Causal first-order filter; its adjoint is the same filter run backward in time."""
 
     @staticmethod
-    def forward(ctx, x, decay):  # type: ignore[override]
-        ctx.decay = decay
-        return exp_filter(x, decay)
+    def forward(ctx, x, decay, backend="auto"):  # type: ignore[override]
+        ctx.decay, ctx.backend = decay, backend
+        return exp_filter(x, decay, backend=backend)
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
-        return exp_filter(g, ctx.decay, reverse=True), None
+        return exp_filter(g, ctx.decay, reverse=True, backend=ctx.backend), None, None
 
 
 def leaky_readout(h: torch.Tensor, p: LIFParams) -> torch.Tensor:
@@ -244,5 +291,5 @@ def leaky_readout(h: torch.Tensor, p: LIFParams) -> torch.Tensor:
 
     I_out[t] = β I_out[t-1] + h[t];  V_out[t] = α V_out[t-1] + (1 − α) I_out[t].
     """
-    i = ExpFilter.apply(h, p.beta)
-    return (1.0 - p.alpha) * ExpFilter.apply(i, p.alpha)
+    i = ExpFilter.apply(h, p.beta, p.backend)
+    return (1.0 - p.alpha) * ExpFilter.apply(i, p.alpha, p.backend)
