@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "eventprop": "algorithms.eventprop:EventProp",
     "eprop": "algorithms.eprop:EProp",
     "paralif": "algorithms.paralif:ParaLIF",
+    "lstm": "algorithms.lstm:LSTMReference",
 }
 
 

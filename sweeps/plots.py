@@ -1,0 +1,153 @@
+"""The benchmark's figures (sweeps/benchmark.py): accuracy against training time, step time and memory against
+the number of time steps and the hidden size, accuracy against hidden size (feed-forward / recurrent), the
+table as a figure. Each function takes the rows of the CSV files it plots and writes one PNG."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colours(algorithms: list[str]) -> dict[str, Any]:
+    plt = _pyplot()
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {a: cycle[i % len(cycle)] for i, a in enumerate(algorithms)}
+
+
+def accuracy_vs_time(path: Path, rows: list[dict], algorithms: list[str]) -> None:
+    """Validation accuracy after each epoch against cumulative training time, one line per seed."""
+    plt = _pyplot()
+    colour = _colours(algorithms)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for a in algorithms:
+        for i, r in enumerate(rr for rr in rows if rr["algorithm"] == a):
+            curve = r.get("_curve") or {}
+            t, acc = np.cumsum(curve.get("epoch_s", [])), np.array(curve.get("val_acc", []), dtype=float)
+            if len(t):
+                ax.plot(t, 100 * acc, "o-", ms=3, color=colour[a], alpha=0.8, label=a if i == 0 else None)
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def scaling(path: Path, rows: list[dict], algorithms: list[str], x_key: str, fixed_key: str, fixed: dict[str, int]) -> None:
+    """Step time and memory (kept for backward; GPU peak where measured) against x_key at each algorithm's
+    fixed value of fixed_key; log-log."""
+    plt = _pyplot()
+    colour = _colours(algorithms)
+    gpu = any(math.isfinite(r.get("gpu_peak_bytes", float("nan"))) for r in rows)
+    mem_key, mem_label = ("gpu_peak_bytes", "GPU peak (MB)") if gpu else ("saved_bytes", "kept for backward (MB)")
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    for a in algorithms:
+        pts = sorted((r[x_key], r["step_s"], r[mem_key]) for r in rows if r["algorithm"] == a and r[fixed_key] == fixed.get(a))
+        if len(pts) < 1:
+            continue
+        x, t, m = (np.array(v, dtype=float) for v in zip(*pts))
+        ax_t.plot(x, t, "o-", color=colour[a], label=a)
+        ax_m.plot(x, m / 1e6, "o-", color=colour[a], label=a)
+    xlabel = {"steps": "time steps T", "hidden": "hidden neurons"}[x_key]
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for ax, ylabel in ((ax_t, "training step (s)"), (ax_m, mem_label)):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sorted({r[x_key] for r in rows}))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both")
+    ax_t.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def architecture(path: Path, rows: list[dict], algorithms: list[str]) -> None:
+    """Test accuracy against hidden size: solid recurrent, dashed feed-forward; mean ± std over seeds."""
+    plt = _pyplot()
+    colour = _colours(algorithms)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for a in algorithms:
+        for rec, style in ((True, "o-"), (False, "s--")):
+            mine = [r for r in rows if r["algorithm"] == a and r["recurrent"] == rec]
+            sizes = sorted({r["hidden"] for r in mine})
+            if not sizes:
+                continue
+            acc = [[100 * r["test_acc"] for r in mine if r["hidden"] == h] for h in sizes]
+            mean = [np.mean(v) for v in acc]
+            std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in acc]
+            ax.errorbar(sizes, mean, yerr=std, fmt=style, color=colour[a], capsize=3,
+                        label=f"{a} ({'rec' if rec else 'ff'})")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("hidden neurons")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table_figure(path: Path, markdown: str) -> None:
+    """The Markdown table rendered as a figure."""
+    plt = _pyplot()
+    lines = [ln for ln in markdown.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    import textwrap
+
+    header, body = [textwrap.fill(h, 12, break_long_words=False) for h in cells[0]], cells[1:]
+    fig, ax = plt.subplots(figsize=(min(1 + 1.0 * len(header), 24), 1.2 + 0.35 * len(body)))
+    ax.axis("off")
+    tab = ax.table(cellText=body, colLabels=header, loc="center", cellLoc="center")
+    tab.auto_set_font_size(False)
+    tab.set_fontsize(8)
+    tab.scale(1.0, 1.5)
+    for (r, _), c in tab.get_celld().items():
+        if r == 0:
+            c.set_text_props(weight="bold")
+            c.set_height(c.get_height() * 2.2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], summ: list[dict], algorithms: list[str], b) -> list[str]:
+    """Every figure the data allows; returns the file names written."""
+    from .benchmark import markdown_table
+
+    written = []
+    if rows:
+        accuracy_vs_time(out / "accuracy_vs_time.png", rows, algorithms)
+        table_figure(out / "table.png", markdown_table(summ))
+        written += ["accuracy_vs_time.png", "table.png"]
+    if srows:
+        # the steps sweep is at each algorithm's table hidden size, the hidden sweep at its table T
+        fixed_hidden = {r["algorithm"]: r["table_hidden"] for r in srows}
+        fixed_steps = {r["algorithm"]: r["table_steps"] for r in srows}
+        scaling(out / "scaling_steps.png", srows, algorithms, "steps", "hidden", fixed_hidden)
+        scaling(out / "scaling_hidden.png", srows, algorithms, "hidden", "steps", fixed_steps)
+        written += ["scaling_steps.png", "scaling_hidden.png"]
+    if arows and "architecture" in b.phases:
+        architecture(out / "architecture.png", arows, algorithms)
+        written.append("architecture.png")
+    return written

@@ -1,0 +1,254 @@
+"""sweeps/benchmark.py (the table, resume, reproducibility), sweeps/neurobench.py (NeuroBench's definitions)
+and the LSTM reference (algorithms/lstm.py)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import shutil
+
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from sweeps import benchmark as B
+from sweeps import neurobench as NB
+from sweeps.neurobench import Connection, Trace
+from train import compose_config
+
+
+def tiny_argv(tmp_path) -> list[str]:
+    """2 algorithms × 2 seeds, 1 epoch of 2 batches, 16 hidden, 50 steps; scaling at T = 20 and 50."""
+    return [
+        "benchmark=tiny",
+        f"benchmark.out_dir={tmp_path / 'out'}",
+        "benchmark.algorithms=[bptt,lstm]",
+        "benchmark.seeds=[0,1]",
+        "benchmark.scaling.steps=[20,50]",
+        "benchmark.scaling.hidden=[16]",
+        f"data.root={tmp_path / 'data'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+    ]
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def table_rows(md: str) -> tuple[list[str], list[list[str]]]:
+    lines = [ln for ln in md.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return cells[0], cells[1:]
+
+
+def first_number(text: str) -> float:
+    return float(re.match(r"[-+0-9.e]+", text).group(0))
+
+
+# ----------------------------------------------------------------------------------------------
+# The command end to end: table, CSV, plots, environment; resume; exact reproduction on CPU
+# ----------------------------------------------------------------------------------------------
+
+
+def test_tiny_benchmark_table_has_every_algorithm_and_column_finite_and_equal_to_the_csv_means_then_resumes_and_reproduces(tmp_path, capsys):
+    argv = tiny_argv(tmp_path)
+    out, failures = B.benchmark(argv)
+    assert failures == {}
+    header, rows = table_rows((out / "table.md").read_text())
+    for col in ("Test acc. (%)", "Best val. acc. (%)", "Epochs", "Time / epoch (s)", "Samples / s", "Kept for backward (MB)",
+                "Peak RSS (MB)", "Hidden rate (Hz)", "Activation sparsity", "SynOps Effective_ACs", "SynOps Effective_MACs",
+                "SynOps Dense", "Footprint (kB)", "Connection sparsity"):
+        assert col in header, header
+    assert [r[0] for r in rows] == ["bptt", "lstm"] and all(r[1] == "2" for r in rows)
+    csv_rows = read_csv(out / "results.csv")
+    assert sorted((r["algorithm"], r["seed"]) for r in csv_rows) == [("bptt", "0"), ("bptt", "1"), ("lstm", "0"), ("lstm", "1")]
+    for row in rows:
+        mine = [r for r in csv_rows if r["algorithm"] == row[0]]
+        for key, head, scale, spec in B.TABLE_COLUMNS:
+            if head not in header:
+                continue
+            text = row[header.index(head)]
+            if key == "rate_hz" and row[0] == "lstm":
+                assert text == "–"  # not a spiking network
+                continue
+            values = [float(r[key]) for r in mine]
+            assert all(math.isfinite(v) for v in values), (row[0], key, values)
+            assert text == B.fmt_cell(*B.mean_std(values), scale, spec, key in ("test_acc", "best_val_acc"))
+            assert math.isfinite(first_number(text))
+    bptt = [r for r in csv_rows if r["algorithm"] == "bptt"]
+    # 50 steps × (700·16 input + 16·16 recurrent + 16·20 readout synapses) per sample, zeros included
+    assert float(bptt[0]["synops_dense"]) == 50 * (700 * 16 + 16 * 16 + 16 * 20)
+    scaling = read_csv(out / "scaling.csv")
+    assert sorted((r["algorithm"], r["steps"]) for r in scaling) == [("bptt", "20"), ("bptt", "50"), ("lstm", "20"), ("lstm", "50")]
+    for r in scaling:
+        assert float(r["step_s"]) > 0 and float(r["saved_bytes"]) > 0 and float(r["peak_rss_bytes"]) > 0
+    kept = {r["steps"]: float(r["saved_bytes"]) for r in scaling if r["algorithm"] == "lstm"}
+    assert kept["50"] > kept["20"]  # BPTT through an LSTM keeps every step
+    arch = read_csv(out / "architecture.csv")
+    assert sorted((r["algorithm"], r["recurrent"]) for r in arch) == [("bptt", "False"), ("bptt", "True"), ("lstm", "False"), ("lstm", "True")]
+    for name in ("accuracy_vs_time.png", "scaling_steps.png", "scaling_hidden.png", "architecture.png", "table.png"):
+        assert (out / name).stat().st_size > 1000, name
+    env = yaml.safe_load((out / "environment.yaml").read_text())
+    assert env["device"] == "cpu" and env["versions"]["torch"] and "commit" in env and "benchmark=tiny" in env["command"]
+    assert (out / "configs" / "bptt.yaml").is_file() and (out / "benchmark.yaml").is_file()
+
+    # resume: nothing is recomputed; then one cell, deleted, is recomputed to the same figures exactly
+    capsys.readouterr()
+    B.benchmark(argv)
+    printed = capsys.readouterr().out
+    assert printed.count("4 of 4 cells already done") == 2 and "2 of 2 cells already done" in printed and "[1/" not in printed
+    before = {(r["algorithm"], r["seed"]): r for r in csv_rows}
+    assert read_csv(out / "results.csv") == csv_rows
+    shutil.rmtree(out / "cells" / "bptt-h16-rec-s1")  # retrained
+    (out / "cells" / "lstm-h16-rec-s0" / "cell.yaml").unlink()  # trained: only its metrics are computed again
+    trained = (out / "cells" / "lstm-h16-rec-s0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    B.benchmark(argv)
+    printed = capsys.readouterr().out
+    assert "accuracy bptt-h16-rec-s1" in printed and "accuracy lstm-h16-rec-s0" in printed
+    assert "accuracy bptt-h16-rec-s0" not in printed and "epoch 1/1" in printed  # one epoch line: bptt-s1's
+    assert printed.count("epoch 1/1") == 1
+    assert (out / "cells" / "lstm-h16-rec-s0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == trained
+    again = {(r["algorithm"], r["seed"]): r for r in read_csv(out / "results.csv")}
+    for cell in (("bptt", "1"), ("lstm", "0")):
+        for key in ("test_acc", "best_val_acc", "activation_sparsity", "synops_effective_acs", "synops_effective_macs", "rate_hz"):
+            assert again[cell][key] == before[cell][key], (cell, key)
+
+
+def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path):
+    argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]",
+                                  "benchmark.plots=false", "benchmark.algorithm_overrides={lstm: [algorithm.layers=0]}"]
+    out, failures = B.benchmark(argv)
+    assert list(failures) == ["lstm-h16-rec-s0"] and "algorithm.layers must be >= 1" in failures["lstm-h16-rec-s0"]
+    assert [r["algorithm"] for r in read_csv(out / "results.csv")] == ["bptt"]
+    assert "lstm-h16-rec-s0" in (out / "table.md").read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Config and algorithm selection
+# ----------------------------------------------------------------------------------------------
+
+
+def test_unknown_benchmark_key_names_the_valid_keys():
+    with pytest.raises(ValueError, match=r"unknown key 'benchmark.seed'; valid keys: .*benchmark.seeds"):
+        B.load_benchmark_config("tiny", ["benchmark.seed=3"])
+
+
+def test_bad_benchmark_values_raise_one_line_errors():
+    with pytest.raises(ValueError, match=r"unknown algorithm 'bpt'"):
+        B.load_benchmark_config("tiny", ["benchmark.algorithms=[bpt]"])
+    with pytest.raises(ValueError, match=r"benchmark.isolate=thread; choose one of"):
+        B.load_benchmark_config("tiny", ["benchmark.isolate=thread"])
+    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'"):
+        B.load_benchmark_config("nope")
+
+
+def test_algorithm_that_does_not_import_is_skipped_with_the_reason(monkeypatch, capsys):
+    import algorithms
+
+    monkeypatch.setitem(algorithms.REGISTRY, "broken", "algorithms.does_not_exist:Broken")
+    assert B.importable(["bptt", "broken"]) == ["bptt"]
+    assert "skipping broken: cannot import it (ModuleNotFoundError" in capsys.readouterr().out
+
+
+def test_shipped_benchmarks_compose_for_every_algorithm():
+    for name in ("fsdd", "shd", "tiny"):
+        b = B.load_benchmark_config(name)
+        for a in b.algorithms:
+            cfg = compose_config(B.algorithm_overrides(b, [], a))
+            assert cfg.algorithm.name == a
+    fsdd = B.load_benchmark_config("fsdd")
+    assert "experiment=fsdd" in fsdd.overrides and len(fsdd.seeds) >= 3 and set(fsdd.algorithms) >= {"bptt", "eventprop", "eprop", "paralif", "lstm"}
+
+
+# ----------------------------------------------------------------------------------------------
+# NeuroBench's definitions
+# ----------------------------------------------------------------------------------------------
+
+
+def test_synaptic_operations_effective_counts_nonzero_inputs_times_nonzero_fanout_dense_counts_all():
+    w = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [3.0, 4.0, 5.0]])  # fan-outs 2, 0, 3
+    spikes = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])  # (1 sample, 2 steps, 3 inputs), binary
+    counts = torch.tensor([[[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])  # not binary
+    ops = NB.synaptic_operations(Trace(connections=[Connection("a", w, spikes), Connection("b", w, counts)]))
+    assert ops["Effective_ACs"] == (2 + 0) + 3  # step 1: inputs 0, 1; step 2: input 2
+    assert ops["Effective_MACs"] == 2 + 3
+    assert ops["Dense"] == 2 * (2 * 3 * 3)
+
+
+def test_activation_sparsity_is_the_fraction_of_zero_activations_over_neurons_steps_and_samples():
+    class Fixed(nn.Module):
+        def neurobench_trace(self, x):
+            return Trace(activations=[x[..., :2], x[..., 2:]])
+
+    x = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])
+    m = NB.workload_metrics(Fixed(), [x, x])
+    assert m["activation_sparsity"] == 5 / 8
+
+
+def test_footprint_is_bytes_of_parameters_and_buffers_connection_sparsity_is_zero_weights_over_weights():
+    lin = nn.Linear(4, 3)  # 12 weights + 3 biases, float32
+    lin.register_buffer("state", torch.zeros(5, dtype=torch.float64))
+    with torch.no_grad():
+        lin.weight[0] = 0.0
+    assert NB.footprint(lin) == (12 + 3) * 4 + 5 * 8
+    assert NB.connection_sparsity(lin) == 4 / 12
+
+
+def test_snn_trace_feeds_spikes_of_the_previous_step_to_the_recurrent_weights():
+    from algorithms import build_module
+
+    cfg = compose_config(["model.hidden=8", "data.duration=0.03"])
+    module = build_module(cfg)
+    x = (torch.rand(2, 30, 700) < 0.1).float()
+    tr = NB.trace(module, x)
+    spikes = tr.activations[0]
+    names = [c.name for c in tr.connections]
+    assert names == ["w_in", "w_rec", "w_out"]
+    assert torch.equal(tr.connections[1].inputs[:, 1:], spikes[:, :-1]) and not tr.connections[1].inputs[:, 0].any()
+
+
+# ----------------------------------------------------------------------------------------------
+# The LSTM reference
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_lstm_cell_equations_stepped_explicitly_equal_torch_lstm(recurrent):
+    from algorithms import build_module
+
+    cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02", "algorithm.layers=2",
+                          f"model.recurrent={str(recurrent).lower()}"])
+    module = build_module(cfg)
+    x = torch.rand(3, 20, 700)
+    h, _ = module.net(x)
+    trace = module.net.cell_trace(x)
+    assert torch.allclose(trace[-1]["h"], h, atol=1e-5)
+
+
+def test_feed_forward_lstm_keeps_its_hidden_to_gate_weights_at_zero_through_training():
+    from algorithms import build_module
+
+    cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02", "model.recurrent=false"])
+    module = build_module(cfg)
+    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=0.1)
+    x, y = torch.rand(4, 20, 700), torch.randint(0, 20, (4,))
+    module.loss_and_grads(x, y)
+    opt.step()
+    assert not module.net.lstm.weight_hh_l0.any()
+    assert module.net.lstm.weight_ih_l0.grad is not None and module.net.lstm.weight_ih_l0.grad.abs().sum() > 0
+
+
+def test_lstm_dense_synops_are_input_and_hidden_to_four_gates_three_cell_products_and_readout_per_step():
+    from algorithms import build_module
+
+    cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02"])
+    module = build_module(cfg)
+    x = (torch.rand(2, 20, 700) < 0.05).float()
+    m = NB.workload_metrics(module, [x])
+    assert m["synops_dense"] == 20 * (700 * 24 + 6 * 24 + 3 * 6 + 6 * 20)
+    # binary input: the input-to-gate operations are ACs, the rest (non-binary h, cell products) MACs
+    assert m["synops_effective_acs"] == float((x != 0).sum()) * 24 / 2
+    assert 0 < m["synops_effective_macs"] < m["synops_dense"] and m["activation_sparsity"] == 0.0
