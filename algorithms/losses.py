@@ -6,6 +6,7 @@ EventProp in spiking neural networks"), with T the trial length and the integral
     sum      z_k = (1/T) ∫₀ᵀ V_k(t) dt
     sum_exp  z_k = (1/T) ∫₀ᵀ e^{−t/T} V_k(t) dt     (default: early evidence counts more)
     max      z_k = max_t V_k(t)
+    first_spike  from the first threshold crossing of each V_k (needs spike times: algorithm=eventprop only)
 
 then cross-entropy of softmax(z) against the label. The regulariser on the hidden layer is
 c · mean_j (N̄_j − ν)², with N̄_j the batch-mean spike count of hidden neuron j in a trial.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-READOUTS = ("sum_exp", "sum", "max")
+READOUTS = ("sum_exp", "sum", "max", "first_spike")
 
 
 def time_weights(steps: int, kind: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -33,6 +34,8 @@ def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
     """Logits (batch, classes) from readout voltages (batch, time, classes)."""
     if kind == "max":
         return v_out.amax(dim=1)
+    if kind == "first_spike":
+        raise ValueError("loss.kind=first_spike needs output spike times; only algorithm=eventprop supports it")
     if kind in ("sum", "sum_exp"):
         w = time_weights(v_out.shape[1], kind, v_out.dtype, v_out.device)
         return torch.einsum("btk,t->bk", v_out, w)
