@@ -1,0 +1,287 @@
+"""e-prop (algorithms/eprop.py) against autograd through the same network with e-prop's cuts made explicit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from algorithms import build_module
+from algorithms.eprop import pseudo_derivative, readout_kernel
+from algorithms.losses import readout_logits, time_weights
+from algorithms.neuron import LIFParams, exp_filter, leaky_readout, lif_sequence, lif_step, reset
+from train import compose_config
+
+
+def make_eprop(*overrides: str, hidden: int = 7, n_in: int = 5, steps: int = 40):
+    """A small float64 e-prop module on the generated-data config, with channels = n_in."""
+    cfg = compose_config(
+        [
+            "algorithm=eprop",
+            f"model.hidden={hidden}",
+            f"data.channels={n_in}",
+            "data.n_classes=3",
+            f"data.duration={steps * 1e-3}",
+            "model.init.in_std=3.0",
+            "model.init.in_mean=1.0",
+            *overrides,
+        ]
+    )
+    return build_module(cfg).double()
+
+
+def random_batch(module, batch: int = 4, steps: int = 40, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(batch, steps, module.net.n_in, generator=gen, dtype=torch.float64) < 0.3).double()
+    y = torch.randint(0, module.net.n_out, (batch,), generator=gen)
+    return x, y
+
+
+class PsiSpike(torch.autograd.Function):
+    """Θ(U − ϑ) forward; ψ = γ max(0, 1 − |(U − ϑ)/ϑ|) as its derivative."""
+
+    @staticmethod
+    def forward(ctx, u, threshold, gamma):  # type: ignore[override]
+        ctx.save_for_backward(u)
+        ctx.threshold, ctx.gamma = threshold, gamma
+        return (u >= threshold).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        return g * pseudo_derivative(u, ctx.threshold, ctx.gamma), None, None
+
+
+def cut_network_loss(module, x, y, feedback: torch.Tensor | None = None):
+    """The loss of the unrolled network, differentiable by autograd, with the paths e-prop leaves out cut:
+    the recurrent spikes s[t-1] → I[t] and the spike in the reset are stop-gradient, Θ' := ψ.
+    With ALIF (β_a > 0) the spike's path into its own threshold, a[t] = ρ a[t-1] + s[t-1], is kept.
+    With `feedback`, the readout's gradient to the spikes goes through feedback instead of W_out."""
+    net, p = module.net, module.net.hidden
+    batch, steps, _ = x.shape
+    i = x.new_zeros(batch, net.n_hidden)
+    v, s, adapt = torch.zeros_like(i), torch.zeros_like(i), torch.zeros_like(i)
+    spikes = []
+    for t in range(steps):
+        drive = x[:, t] @ net.w_in
+        if net.recurrent:
+            drive = drive + s.detach() @ net.w_rec
+        i, u = lif_step(i, v, drive, p)
+        adapt = module.rho * adapt + s
+        s = PsiSpike.apply(u - module.beta_a * adapt, p.threshold, module.gamma)
+        v = reset(u, s.detach(), p)
+        spikes.append(s)
+    spikes = torch.stack(spikes, 1)
+    h = spikes @ net.w_out
+    if feedback is not None:  # same value, gradient to the spikes through B instead of W_out
+        h = spikes.detach() @ net.w_out + spikes @ feedback - (spikes @ feedback).detach()
+    v_out = leaky_readout(h, net.readout_params)
+    loss, _ = module.objective(v_out, spikes, y)
+    return loss
+
+
+def autograd_grads(module, loss):
+    params = [prm for prm in (module.net.w_in, module.net.w_rec, module.net.w_out) if prm is not None]
+    return torch.autograd.grad(loss, params)
+
+
+def eprop_grads(module, x, y):
+    loss = module.loss_and_grads(x, y)
+    return loss, [prm.grad for prm in (module.net.w_in, module.net.w_rec, module.net.w_out) if prm is not None]
+
+
+def assert_rel_close(ours, ref, rel=1e-9):
+    err = (ours - ref).norm() / ref.norm()
+    assert ref.norm() > 0 and err <= rel, f"relative error {err:.2e}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Correctness
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, recurrent, chunk, reg",
+    [(k, r, 7, c) for k in ("sum_exp", "sum") for r in (True, False) for c in (0.0, 0.05)]
+    + [("sum_exp", True, 1, 0.05), ("sum_exp", True, 64, 0.05)],  # one step per block; the trial in one block
+)
+def test_symmetric_eprop_equals_autograd_of_network_with_recurrent_and_reset_paths_cut(kind, recurrent, chunk, reg):
+    torch.manual_seed(3)
+    module = make_eprop(
+        f"loss.kind={kind}",
+        f"model.recurrent={str(recurrent).lower()}",
+        f"algorithm.chunk={chunk}",
+        f"loss.reg_strength={reg}",
+        "loss.reg_target=2.0",
+        "model.v_reset=-0.1",
+    )
+    x, y = random_batch(module)
+    loss, ours = eprop_grads(module, x, y)
+    ref_loss = cut_network_loss(module, x, y)
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-12, atol=0)
+    refs = autograd_grads(module, ref_loss)
+    spikes, _ = module.simulate(x)
+    assert 0.05 < spikes.mean() < 0.6  # neither silent nor saturated: ψ and the resets all matter
+    for g, r in zip(ours, refs):
+        assert_rel_close(g, r)
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+@pytest.mark.parametrize("reg", [0.0, 0.05])
+def test_alif_eprop_equals_autograd_with_two_component_trace_through_adaptive_threshold(recurrent, reg):
+    torch.manual_seed(7)
+    module = make_eprop(
+        "algorithm.alif_beta=0.4",
+        "algorithm.alif_tau=0.03",
+        "algorithm.chunk=9",
+        f"model.recurrent={str(recurrent).lower()}",
+        f"loss.reg_strength={reg}",
+        "loss.reg_target=2.0",
+    )
+    x, y = random_batch(module, steps=50)
+    loss, ours = eprop_grads(module, x, y)
+    ref_loss = cut_network_loss(module, x, y)
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-12, atol=0)
+    for g, r in zip(ours, autograd_grads(module, ref_loss)):
+        assert_rel_close(g, r)
+    # the adaptation is active: fewer spikes than the same network without it
+    lif = make_eprop(f"model.recurrent={str(recurrent).lower()}")
+    lif.load_state_dict(module.state_dict())
+    assert module.simulate(x)[0].sum() < 0.9 * lif.simulate(x)[0].sum()
+
+
+def test_random_feedback_eprop_equals_autograd_with_feedback_matrix_in_place_of_w_out():
+    torch.manual_seed(4)
+    module = make_eprop("algorithm.feedback=random", "algorithm.chunk=9")
+    x, y = random_batch(module, seed=1)
+    _, ours = eprop_grads(module, x, y)
+    refs = autograd_grads(module, cut_network_loss(module, x, y, feedback=module.feedback_matrix))
+    for g, r in zip(ours, refs):
+        assert_rel_close(g, r)
+
+
+def test_random_feedback_is_a_fixed_matrix_that_is_not_w_out_transposed():
+    module = make_eprop("algorithm.feedback=random", "algorithm.feedback_seed=5")
+    b0 = module.feedback_matrix.clone()
+    assert b0.shape == module.net.w_out.shape
+    assert not torch.allclose(b0, module.net.w_out) and (b0 - module.net.w_out).abs().max() > 0.1
+    # training changes W_out but never B
+    opt = torch.optim.SGD(module.parameters(), lr=0.5)
+    x, y = random_batch(module)
+    w_out0 = module.net.w_out.detach().clone()
+    for _ in range(3):
+        module.loss_and_grads(x, y)
+        opt.step()
+    assert not torch.equal(module.net.w_out, w_out0)
+    assert torch.equal(module.feedback_matrix, b0)
+    assert "feedback_matrix" not in dict(module.named_parameters())
+    # the same seed gives the same matrix in a fresh module, another seed another one
+    assert torch.equal(make_eprop("algorithm.feedback=random", "algorithm.feedback_seed=5").feedback_matrix, b0)
+    assert not torch.equal(make_eprop("algorithm.feedback=random", "algorithm.feedback_seed=6").feedback_matrix, b0)
+    # and it changes the hidden gradients, not the readout's
+    sym = make_eprop("algorithm.feedback=symmetric")
+    sym.load_state_dict({k: v for k, v in module.state_dict().items() if k != "feedback_matrix"})
+    _, g_rand = eprop_grads(module, x, y)
+    _, g_sym = eprop_grads(sym, x, y)
+    torch.testing.assert_close(g_rand[-1], g_sym[-1])
+    assert not torch.allclose(g_rand[0], g_sym[0])
+
+
+def test_feedforward_eprop_equals_bptt_with_triangle_surrogate_and_detached_reset():
+    """Without recurrence nothing is cut: e-prop is BPTT with σ' = ψ (γ = 1, slope 1/ϑ)."""
+    torch.manual_seed(5)
+    module = make_eprop("model.recurrent=false", "algorithm.gamma=1.0", "model.threshold=0.8")
+    x, y = random_batch(module, seed=2)
+    _, ours = eprop_grads(module, x, y)
+    net = module.net
+    spikes = lif_sequence(net.drive(x), None, net.hidden, "triangle", 1.0 / 0.8, detach_reset=True)
+    loss, _ = module.objective(net.readout(spikes), spikes, y)
+    for g, r in zip(ours, autograd_grads(module, loss)):
+        assert_rel_close(g, r)
+
+
+def test_recurrent_eprop_differs_from_full_bptt_gradient():
+    """The cut paths matter in a recurrent network: e-prop is an approximation there, not BPTT."""
+    torch.manual_seed(6)
+    module = make_eprop("model.recurrent=true", "model.init.rec_std=2.0", "algorithm.gamma=1.0")
+    x, y = random_batch(module, seed=3)
+    _, ours = eprop_grads(module, x, y)
+    net = module.net
+    spikes = lif_sequence(net.drive(x), net.w_rec, net.hidden, "triangle", 1.0, detach_reset=True)
+    loss, _ = module.objective(net.readout(spikes), spikes, y)
+    full = autograd_grads(module, loss)
+    assert (ours[0] - full[0]).norm() / full[0].norm() > 1e-3
+    torch.testing.assert_close(ours[-1], full[-1])  # the readout gradient is exact in both
+
+
+@pytest.mark.parametrize("kind", ["sum_exp", "sum"])
+def test_readout_kernel_moves_the_readout_filter_from_traces_to_time_weights(kind):
+    """Σ_t w_t (κ * e)[t] = Σ_t c_t e[t]: filtering each trace by the readout (ē = F_κ(e)) = weighting by c."""
+    p = LIFParams(dt=1e-3, tau_mem=15e-3, tau_syn=4e-3)
+    e = torch.randn(3, 80, 5, dtype=torch.float64)
+    w = time_weights(80, kind, torch.float64, torch.device("cpu"))
+    e_bar = (1 - p.alpha) * exp_filter(exp_filter(e, p.beta), p.alpha)
+    c = readout_kernel(80, kind, p, torch.float64, torch.device("cpu"))
+    filtered, weighted = torch.einsum("btn,t->bn", e_bar, w), torch.einsum("btn,t->bn", e, c)
+    torch.testing.assert_close(filtered, weighted, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("alif_beta", [0.0, 0.3])
+def test_logits_from_weighted_spike_counts_equal_the_readout_logits_of_simulate(alif_beta):
+    module = make_eprop(f"algorithm.alif_beta={alif_beta}", steps=60)
+    x, y = random_batch(module, steps=60)
+    out = module._measured_step(x, y)
+    _, v_out = module.simulate(x)
+    torch.testing.assert_close(out.logits, readout_logits(v_out, "sum_exp"), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, y))
+
+
+def test_pseudo_derivative_is_triangle_of_height_gamma_and_half_width_threshold():
+    u = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, -1.0], dtype=torch.float64)
+    expect = 0.3 * torch.tensor([0.0, 0.5, 1.0, 0.5, 0.0, 0.0, 0.0], dtype=torch.float64)
+    torch.testing.assert_close(pseudo_derivative(u, 1.0, 0.3), expect)
+
+
+# ----------------------------------------------------------------------------------------------
+# Online: memory independent of the trial length, no autograd graph
+# ----------------------------------------------------------------------------------------------
+
+
+def test_training_memory_does_not_grow_with_trial_length():
+    sizes = {}
+    for steps in (50, 400):
+        module = make_eprop("algorithm.chunk=25", steps=steps).float()
+        x, y = random_batch(module, steps=steps)
+        out = module._measured_step(x.float(), y)
+        sizes[steps] = out.saved_bytes
+    # everything per synapse and per neuron is the same; only the T scalars of the kernel c grow (4 B/step)
+    assert sizes[400] - sizes[50] == 4 * (400 - 50)
+    assert sizes[50] > 4 * 7 * (5 + 7) * 2  # traces and accumulators of both matrices are counted
+
+
+def test_no_autograd_graph_is_built():
+    module = make_eprop()
+    x, y = random_batch(module)
+    loss = module.loss_and_grads(x, y)
+    assert not loss.requires_grad and loss.grad_fn is None
+
+
+# ----------------------------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("algorithm.feedback=mirror", "algorithm.feedback"),
+        ("loss.kind=max", "loss.kind"),
+        ("algorithm.gamma=0.0", "algorithm.gamma"),
+        ("algorithm.chunk=0", "algorithm.chunk"),
+        ("algorithm.alif_beta=-0.1", "algorithm.alif_beta"),
+        ("algorithm.alif_tau=0.0", "algorithm.alif_tau"),
+    ],
+)
+def test_bad_config_values_raise_value_error_naming_the_key(override, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        make_eprop(override)
