@@ -1,0 +1,478 @@
+"""ParaLIF: the LIF neuron without reset, simulated in parallel over time (Yarga & Wood 2025).
+
+S. Y. A. Yarga and S. U. N. Wood, "Accelerating spiking neural networks with parallelizable leaky
+integrate-and-fire neurons", Neuromorphic Computing and Engineering (2025). Equation numbers below are
+theirs. Training is plain autograd; what is special is the neuron, so this algorithm brings its own network
+(`build_network`) and keeps the suite's readout and losses.
+
+1. Parallel membrane (Eq. 15). Drop the reset from the suite's LIF equations (algorithms/neuron.py):
+
+       I[t] = β I[t−1] + a[t],    V[t] = α V[t−1] + (1 − α) I[t],    a = x W,
+
+   a linear time-invariant filter, V = k ∗ a with the causal kernels β^t (synapse) and (1 − α) α^t
+   (membrane), computed for all steps at once, with no loop over time, by either
+     fft   the paper's form: V = irfft(rfft(a) · rfft(k))[:T], zero-padded to 2T so that the circular
+           convolution equals the linear one;
+     scan  (default) the same two first-order filters as a blocked parallel scan: inside blocks of
+           `chunk` steps a product with the Toeplitz matrix d^(i−j), across blocks one more such product.
+           The same numbers; on CPU it is several times faster than the FFT, whose transforms of
+           (batch, 2T, hidden) cost as much as the input projection itself.
+   Decays are built as exp(−t·dt/τ), so τ_mem and τ_syn (per neuron) can be learnt. (This is why ParaLIF
+   cannot use `neuron.lif_sequence`: with the reset the recurrence is nonlinear and sequential.)
+
+2. Spikes (Eq. 24): s = G(N(V)), a normalisation N then a generator G, named by `spike_mode`:
+       N:  none | S: sigmoid | T: tanh | TR: relu(tanh(·))
+       G:  B  Bernoulli:  s ~ Bernoulli(N(V)),          ∂s/∂N := N(V)        (straight-through, scaled)
+           GS Gumbel-softmax over {spike, no spike} with logits ±V, temperature τ_GS: forward the hard
+              sample s = Θ(2V + L), L ~ Logistic(0, 1) (the difference of two Gumbel draws), backward the
+              derivative of the soft sample sigmoid((2V + L)/τ_GS)  (straight-through Gumbel-softmax)
+           D  delta:      s[t] = Θ(N(V)[t] − N(V)[t−1] − ϑ), V[−1] = 0,   Θ' := surrogate σ'
+           T  threshold:  s[t] = Θ(N(V)[t] − ϑ),                          Θ' := surrogate σ'
+   Modes: GS, SB, TRB, D, SD, TD, TRD, T, ST, TT, TRT. The stochastic modes (B, GS) have no threshold.
+
+3. Recurrent ParaLIF (Eqs. 22–23): the feed-forward potential V_ff = k ∗ a, shifted one step, gives the
+   recurrent spikes h = G(N(V_ff[t−1])) (all known at once); a second integration of the input plus the
+   recurrent drive is added:  V = V_ff + k ∗ (a + h W_rec);  then s = G(N(V)) as in 2.
+
+4. Layers: `algorithm.layers` ParaLIF layers in a feed-forward stack, each `model.hidden` wide; the last
+   one drives the suite's non-spiking leaky readout (the filter of `neuron.leaky_readout`, fixed τ_out,
+   computed the same parallel way), and the loss is the suite's `Objective`.
+
+Shapes: (batch, time, neurons) at the interface; inside, neuron-major (neurons, batch, time), so that time is
+the contiguous axis of the filters and every projection is one matrix product without copies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import nn
+
+from .base import SpikingModule, StepOutput, input_size, lif_params_from_config
+from .network import InitParams
+from .neuron import LIFParams
+from .surrogates import get_surrogate
+
+NORMALISATIONS = {"": lambda v: v, "S": torch.sigmoid, "T": torch.tanh, "TR": lambda v: F.relu(torch.tanh(v))}
+SPIKE_MODES = ("GS", "SB", "TRB", "D", "SD", "TD", "TRD", "T", "ST", "TT", "TRT")
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. The parallel membrane (Eq. 15). Tensors are neuron-major here: (neurons, batch, time), time last.
+# ----------------------------------------------------------------------------------------------
+
+
+def neuron_major(x: torch.Tensor) -> torch.Tensor:
+    """(batch, time, n) → (n, batch, time), a view (the transposed (batch·time, n) matrix): no copy."""
+    b, t, n = x.shape
+    return x.reshape(b * t, n).t().view(n, b, t)
+
+
+def project(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Synaptic input a = x W for x (n_in, batch, time) and W (n_in, n_out): (n_out, batch, time), one GEMM."""
+    n_in, b, t = x.shape
+    return (w.t() @ x.reshape(n_in, b * t)).view(-1, b, t)
+
+
+def block_length(steps: int, chunk: int) -> int:
+    """Steps per block of the scan: the largest divisor of `steps` in (chunk/2, chunk] (no padding), else chunk."""
+    for c in range(min(chunk, steps), chunk // 2, -1):
+        if steps % c == 0:
+            return c
+    return min(chunk, steps)
+
+
+def decay_matrix(rate: torch.Tensor, size: int, reverse: bool = False) -> torch.Tensor:
+    """M (len(rate), size, size) with (x M)[i] = Σ_j d^|i−j| x[j], d = e^−rate, summed over j ≤ i (causal)
+    or over j ≥ i (reverse)."""
+    k = torch.arange(size, dtype=rate.dtype, device=rate.device)
+    lag = k[None, :] - k[:, None]  # lag[j, i] = i − j
+    lag = -lag if reverse else lag
+    return torch.where(lag >= 0, torch.exp(-rate[:, None, None] * lag.clamp(min=0)), rate.new_zeros(()))
+
+
+def times(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """x M along the last axis, x (n, …, size), M (n, size, size) per neuron or (1, size, size) for all: one (b)mm."""
+    size = x.shape[-1]
+    if m.shape[0] == 1:
+        return (x.reshape(-1, size) @ m[0]).view(x.shape)
+    return torch.bmm(x.reshape(x.shape[0], -1, size), m).view(x.shape)
+
+
+@torch.no_grad()
+def blocked_scan(
+    x: torch.Tensor, rate: torch.Tensor, reverse: bool = False, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """y[t] = d y[t−1] + c x[t] (or, reverse, y[t] = d y[t+1] + c x[t]), d = e^−rate, for all t at once.
+
+    x: (n, batch, blocks, block) contiguous, time = blocks × block; rate and the optional input gain c = scale
+    are (n,) per neuron or (1,). The blocked form of a parallel scan, no loop over time: inside each block
+    the recurrence is a product with the triangular Toeplitz matrix d^|i−j|; the block-end values are carried
+    across blocks by the same kind of matrix in d^block, and added to each step with its decay d^(steps since
+    the block start).
+    """
+    block, blocks = x.shape[-1], x.shape[-2]
+    within = decay_matrix(rate, block, reverse)
+    y = times(x, within if scale is None else within * scale[:, None, None])
+    ends = (y[..., 0] if reverse else y[..., -1]).contiguous()  # (n, batch, blocks)
+    totals = times(ends, decay_matrix(rate * block, blocks, reverse))
+    carried = F.pad(totals, (0, 1))[..., 1:] if reverse else F.pad(totals, (1, 0))[..., :-1]
+    k = torch.arange(block, dtype=rate.dtype, device=rate.device)
+    gain = torch.exp(-rate[:, None] * ((block - k) if reverse else (k + 1)))  # (n | 1, block)
+    return y.addcmul_(carried[..., None], gain[:, None, None, :])
+
+
+def in_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(n, batch, time) → (n, batch, blocks, block), zero-padded at the end of time if needed."""
+    n, b, steps = x.shape
+    blocks = -(-steps // block)
+    x = F.pad(x, (0, blocks * block - steps)) if blocks * block != steps else x.contiguous()
+    return x.view(n, b, blocks, block)
+
+
+class LIFFilter(torch.autograd.Function):
+    """V = (1 − α)·α-filter(β-filter(a)) along time for a (n, batch, time), by `blocked_scan`.
+
+    Backward is the adjoint: the same filters run backward in time, λ_U = rev-α-filter((1 − α) g),
+    λ_I = rev-β-filter(λ_U) = ∂L/∂a, and for the decay rates r (d = e^−r)
+        ∂L/∂r_mem = −α (Σ_t λ_U[t] U[t−1] − Σ_t g[t] U[t]),    ∂L/∂r_syn = −β Σ_t λ_I[t] I[t−1],
+    summed per neuron (or over all, for a shared rate), U = V/(1 − α). Only learnable rates keep I and V.
+    """
+
+    @staticmethod
+    def forward(ctx, a, rate_mem, rate_syn, chunk):  # type: ignore[override]
+        steps = a.shape[-1]
+        block = block_length(steps, chunk)
+        i = blocked_scan(in_blocks(a, block), rate_syn)
+        v = blocked_scan(i, rate_mem, scale=1.0 - torch.exp(-rate_mem))
+        learn = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        ctx.block, ctx.steps, ctx.learn = block, steps, learn
+        ctx.save_for_backward(rate_mem, rate_syn, *((i, v) if learn else ()))
+        return v.flatten(2)[..., :steps]
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        rate_mem, rate_syn, *saved = ctx.saved_tensors
+        alpha, beta = torch.exp(-rate_mem), torch.exp(-rate_syn)
+        g = in_blocks(g, ctx.block)
+        lam_u = blocked_scan(g, rate_mem, reverse=True, scale=1.0 - alpha)
+        lam_i = blocked_scan(lam_u, rate_syn, reverse=True)
+        g_a = lam_i.flatten(2)[..., : ctx.steps]
+        if not ctx.learn:
+            return g_a, None, None, None
+        i, v = (x.flatten(2) for x in saved)
+        u = v / (1.0 - alpha)[:, None, None]
+        lam_u, lam_i, g = lam_u.flatten(2), lam_i.flatten(2), g.flatten(2)
+
+        def per_rate(x: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+            return x.sum((1, 2)) if rate.numel() > 1 else x.sum().reshape(1)
+
+        g_mem = -alpha * (per_rate(lam_u[..., 1:] * u[..., :-1], rate_mem) - per_rate(g * u, rate_mem))
+        g_syn = -beta * per_rate(lam_i[..., 1:] * i[..., :-1], rate_syn)
+        return g_a, g_mem, g_syn, None
+
+
+def lif_transfer(tau_mem: torch.Tensor, tau_syn: torch.Tensor, dt: float, steps: int) -> torch.Tensor:
+    """Frequency response (length-2·steps rfft) of the reset-free LIF's impulse response k = β^t ∗ (1 − α) α^t.
+
+    k is formed by FFT and cut to `steps` samples before its own transform: the full k has 2·steps − 1
+    samples, and convolving it untruncated with a `steps`-long input would wrap around the 2·steps period.
+    Returns (n, steps + 1) complex, for τ_mem, τ_syn of shape (n,) (or (1,) for one value for all).
+    """
+    n_fft = 2 * steps
+    t = torch.arange(steps, dtype=tau_mem.dtype, device=tau_mem.device)
+    alpha = torch.exp(-dt / tau_mem)[:, None]
+    synapse = torch.fft.rfft(torch.exp(-t * (dt / tau_syn)[:, None]), n=n_fft)
+    membrane = torch.fft.rfft((1.0 - alpha) * torch.exp(-t * (dt / tau_mem)[:, None]), n=n_fft)
+    kernel = torch.fft.irfft(synapse * membrane, n=n_fft)[..., :steps]
+    return torch.fft.rfft(kernel, n=n_fft)
+
+
+def fft_filter(a: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
+    """k ∗ a along the last axis of a (n, batch, time), for transfer = rfft(k) (n | 1, time + 1) from lif_transfer."""
+    steps = a.shape[-1]
+    spectrum = torch.fft.rfft(a, n=2 * steps) * transfer[:, None, :]
+    return torch.fft.irfft(spectrum, n=2 * steps)[..., :steps]
+
+
+def lif_membrane(
+    a: torch.Tensor, tau_mem: torch.Tensor, tau_syn: torch.Tensor, dt: float, method: str = "scan", chunk: int = 32
+) -> torch.Tensor:
+    """V for synaptic input a (n, batch, time), all steps at once: I = β-filter of a, V = (1 − α)·α-filter of I.
+
+    method "fft": the paper's Eq. 15 (convolution by FFT, zero-padded to 2T); "scan": `blocked_scan`,
+    the same numbers (to float round-off) and several times faster on CPU. τ: (n,) or (1,), in seconds.
+    """
+    if method == "fft":
+        return fft_filter(a, lif_transfer(tau_mem, tau_syn, dt, a.shape[-1]))
+    if method == "scan":
+        return LIFFilter.apply(a, dt / tau_mem, dt / tau_syn, chunk)
+    raise ValueError(f"unknown algorithm.membrane '{method}'; choose one of: scan, fft")
+
+
+def shift_one_step(v: torch.Tensor) -> torch.Tensor:
+    """v[t−1] for every t along the last axis, with v[−1] = 0."""
+    return F.pad(v, (1, 0))[..., :-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The spike functions (Eq. 24)
+# ----------------------------------------------------------------------------------------------
+
+
+class BernoulliStraightThrough(torch.autograd.Function):
+    """s = 1[u < p] with u ~ U(0, 1) given, i.e. s ~ Bernoulli(p); backward ∂s/∂p := p (Yarga & Wood)."""
+
+    @staticmethod
+    def forward(ctx, p, u):  # type: ignore[override]
+        ctx.save_for_backward(p)
+        return (u < p).to(p.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (p,) = ctx.saved_tensors
+        return grad * p, None
+
+
+class ThresholdSpike(torch.autograd.Function):
+    """The D and T generators on n = N(V): s = Θ(u) with u = n − ϑ (T) or u[t] = n[t] − n[t−1] − ϑ (D,
+    n[−1] = N(0)); backward Θ' := σ', the suite's surrogate. One autograd node that keeps only u."""
+
+    @staticmethod
+    def forward(ctx, n, threshold, delta, n_rest, surrogate, slope):  # type: ignore[override]
+        u = n - threshold
+        if delta:
+            u[..., 1:].sub_(n[..., :-1])
+            u[..., :1].sub_(n_rest)
+        ctx.save_for_backward(u)
+        ctx.cfg = (delta, surrogate, slope, threshold.shape)
+        return (u >= 0).to(n.dtype)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        delta, surrogate, slope, theta_shape = ctx.cfg
+        if surrogate in ("fast_sigmoid", "superspike"):  # surrogates.fast_sigmoid, evaluated in place
+            g_u = u.abs().mul_(slope).add_(1.0).pow_(-2).mul_(g)
+        else:
+            g_u = get_surrogate(surrogate)(u, slope).mul_(g)
+        g_n = g_u
+        if delta:  # u[t] and u[t+1] both depend on n[t]
+            g_n = g_u.clone()
+            g_n[..., :-1].sub_(g_u[..., 1:])
+        g_theta = -g_u.sum_to_size(theta_shape) if ctx.needs_input_grad[1] else None
+        return g_n, g_theta, None, None, None, None
+
+
+class SpikeFunction:
+    """s = G(N(V)) for one of SPIKE_MODES, V with time on the last axis; ϑ broadcasts against V.
+
+    `noise` (uniform draws, V's shape) may be given to fix the random draw of the stochastic modes.
+    """
+
+    def __init__(self, mode: str, surrogate: str = "fast_sigmoid", slope: float = 10.0, gs_temperature: float = 1.0):
+        if mode not in SPIKE_MODES:
+            raise ValueError(f"unknown algorithm.spike_mode '{mode}'; choose one of: {', '.join(SPIKE_MODES)}")
+        get_surrogate(surrogate)
+        if not gs_temperature > 0:
+            raise ValueError(f"algorithm.gs_temperature must be > 0, got {gs_temperature}")
+        self.mode, self.surrogate, self.slope, self.gs_temperature = mode, surrogate, slope, gs_temperature
+        self.generator = "GS" if mode == "GS" else mode[-1]
+        self.normalise = NORMALISATIONS[mode[:-1] if mode != "GS" else ""]
+        self.stochastic = self.generator in ("B", "GS")
+
+    def max_drive(self) -> float:
+        """The largest value N(V) (T) or N(V)[t] − N(V)[t−1] (D) can reach; a threshold must lie below it."""
+        norm = self.mode[:-1]
+        if norm == "":
+            return math.inf
+        return 2.0 if (norm == "T" and self.generator == "D") else 1.0
+
+    def __call__(self, v: torch.Tensor, threshold: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if self.generator == "GS":
+            u = torch.rand_like(v) if noise is None else noise
+            logistic = torch.log(u) - torch.log1p(-u)
+            z = 2.0 * v + logistic
+            soft = torch.sigmoid(z / self.gs_temperature)
+            return soft + ((z > 0).to(v.dtype) - soft).detach()
+        n = self.normalise(v)
+        if self.generator == "B":
+            return BernoulliStraightThrough.apply(n, torch.rand_like(v) if noise is None else noise)
+        n_rest = float(self.normalise(torch.zeros(())))  # N(V[−1]) with V[−1] = 0
+        return ThresholdSpike.apply(n, threshold, self.generator == "D", n_rest, self.surrogate, self.slope)
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. A ParaLIF layer (Eqs. 15, 22–24) and the network
+# ----------------------------------------------------------------------------------------------
+
+
+class ParaLIFLayer(nn.Module):
+    """x W → parallel membrane → spikes, optionally recurrent (Eqs. 22–23). Weights are (fan_in, fan_out).
+
+    Works neuron-major: input (n_in, batch, time), output spikes and V (n_out, batch, time).
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        recurrent: bool,
+        neuron: LIFParams,
+        spike_fn: SpikeFunction,
+        learn_tau: bool,
+        learn_threshold: bool,
+        in_mean: float,
+        in_std: float,
+        rec_std: float,
+        membrane: str = "scan",
+        chunk: int = 32,
+    ) -> None:
+        super().__init__()
+        if membrane not in ("scan", "fft"):
+            raise ValueError(f"unknown algorithm.membrane '{membrane}'; choose one of: scan, fft")
+        if chunk < 1:
+            raise ValueError(f"algorithm.chunk must be >= 1, got {chunk}")
+        self.dt, self.spike_fn, self.membrane, self.chunk = neuron.dt, spike_fn, membrane, chunk
+        self.w_in = nn.Parameter((in_mean + in_std * torch.randn(n_in, n_out)) / math.sqrt(n_in))
+        self.w_rec = nn.Parameter(rec_std * torch.randn(n_out, n_out) / math.sqrt(n_out)) if recurrent else None
+        # One value for all neurons unless learnt per neuron (the shared value takes the faster path).
+        n_tau = n_out if learn_tau else 1
+        for name, value, learn in (
+            ("log_tau_mem", torch.full((n_tau,), math.log(neuron.tau_mem)), learn_tau),
+            ("log_tau_syn", torch.full((n_tau,), math.log(neuron.tau_syn)), learn_tau),
+            ("threshold", torch.full((n_out,), float(neuron.threshold)), learn_threshold),
+        ):
+            if learn:
+                self.register_parameter(name, nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+
+    def integrate(self, a: torch.Tensor) -> torch.Tensor:
+        """Eq. 15: V = k ∗ a for all steps at once, a (n_out, batch, time)."""
+        return lif_membrane(a, self.log_tau_mem.exp(), self.log_tau_syn.exp(), self.dt, self.membrane, self.chunk)
+
+    def forward(self, x: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Spikes and membrane potential V, both (n_out, batch, time), for input x (n_in, batch, time).
+
+        noise: optional uniform draws (recurrent spikes, output spikes) for the stochastic modes (tests).
+        """
+        theta = self.threshold[:, None, None]
+        a = project(self.w_in, x)
+        v = self.integrate(a)  # Eq. 15
+        if self.w_rec is not None:
+            h = self.spike_fn(shift_one_step(v), theta, None if noise is None else noise[0])  # Eq. 22
+            v = v + self.integrate(a + project(self.w_rec, h))  # Eq. 23
+        return self.spike_fn(v, theta, None if noise is None else noise[1]), v  # Eq. 24
+
+
+class ParaLIFNet(nn.Module):
+    """`layers` ParaLIF layers of `n_hidden` neurons → leaky readout (the suite's filter) of `n_out` classes."""
+
+    def __init__(
+        self,
+        n_in: int,
+        n_hidden: int,
+        n_out: int,
+        layers: int,
+        recurrent: bool,
+        hidden: LIFParams,
+        readout: LIFParams,
+        spike_fn: SpikeFunction,
+        learn_tau: bool = False,
+        learn_threshold: bool = False,
+        init: InitParams = InitParams(),
+        membrane: str = "scan",
+        chunk: int = 32,
+    ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"algorithm.layers must be >= 1, got {layers}")
+        self.n_in, self.n_hidden, self.n_out, self.recurrent = n_in, n_hidden, n_out, recurrent
+        self.readout_params, self.membrane, self.chunk = readout, membrane, chunk
+        self.layers = nn.ModuleList(
+            ParaLIFLayer(
+                n_in if i == 0 else n_hidden, n_hidden, recurrent, hidden, spike_fn, learn_tau, learn_threshold,
+                init.in_mean if i == 0 else 0.0, init.in_std, init.rec_std, membrane, chunk,
+            )
+            for i in range(layers)
+        )
+        self.w_out = nn.Parameter(init.out_std * torch.randn(n_hidden, n_out) / math.sqrt(n_hidden))
+
+    def readout(self, spikes: torch.Tensor) -> torch.Tensor:
+        """Readout membrane V_out (classes, batch, time) for spikes (hidden, batch, time): the filter of
+        `neuron.leaky_readout` (I_out = β_out-filter of s W_out, V_out = (1 − α_out)·α_out-filter of I_out)."""
+        p = self.readout_params
+        tau = lambda value: torch.tensor([value], dtype=spikes.dtype, device=spikes.device)  # noqa: E731
+        h = project(self.w_out, spikes)
+        return lif_membrane(h, tau(p.tau_mem), tau(p.tau_syn), p.dt, self.membrane, self.chunk)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes of the last hidden layer (batch, time, hidden) and readout voltages (batch, time, classes)
+        for x (batch, time, inputs); both are views of neuron-major tensors."""
+        s = neuron_major(x)
+        for layer in self.layers:
+            s, _ = layer(s)
+        return s.permute(1, 2, 0), self.readout(s).permute(1, 2, 0)
+
+    @torch.no_grad()
+    def simulate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward pass without gradients (the stochastic modes sample here too)."""
+        return self(x)
+
+    def synops_per_spike(self) -> tuple[int, int]:
+        """Fan-out of an input spike and of a (last-layer) hidden spike."""
+        return self.n_hidden, self.n_out + (self.n_hidden if self.recurrent else 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. The algorithm: autograd through the parallel network
+# ----------------------------------------------------------------------------------------------
+
+
+def spike_function_from_config(a: DictConfig) -> SpikeFunction:
+    return SpikeFunction(a.spike_mode, a.surrogate, float(a.slope), float(a.gs_temperature))
+
+
+class ParaLIF(SpikingModule):
+    """Parallelizable LIF neurons trained by backpropagation (through parallel filters instead of through time)."""
+
+    def build_network(self, cfg: DictConfig) -> ParaLIFNet:
+        a = cfg.algorithm
+        spike_fn = spike_function_from_config(a)
+        hidden, readout = lif_params_from_config(cfg)
+        threshold = cfg.model.threshold if a.threshold is None else float(a.threshold)
+        if not spike_fn.stochastic and not threshold < spike_fn.max_drive():
+            raise ValueError(
+                f"algorithm.threshold {threshold} is never reached in spike_mode {a.spike_mode} (its drive stays "
+                f"below {spike_fn.max_drive()}); set algorithm.threshold lower"
+            )
+        hidden = replace(hidden, threshold=threshold)
+        return ParaLIFNet(
+            n_in=input_size(cfg),
+            n_hidden=cfg.model.hidden,
+            n_out=cfg.data.n_classes,
+            layers=int(a.layers),
+            recurrent=cfg.model.recurrent,
+            hidden=hidden,
+            readout=readout,
+            spike_fn=spike_fn,
+            learn_tau=bool(a.learn_tau),
+            learn_threshold=bool(a.learn_threshold),
+            init=InitParams(**cfg.model.init),
+            membrane=str(a.membrane),
+            chunk=int(a.chunk),
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x)
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        spikes, v_out = self(x)
+        loss, logits = self.objective(v_out, spikes, y)
+        loss.backward()
+        return StepOutput(loss.detach(), logits.detach(), spikes.detach().sum(1))
