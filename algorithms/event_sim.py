@@ -156,7 +156,7 @@ class Spikes:
 def discrete_spikes(a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams) -> tuple[Spikes, torch.Tensor]:
     """Discrete mode: `neuron.lif_forward`, its spikes listed. Returns (Spikes, dense spikes (batch, time, hidden)).
 
-    τ_mem V̇⁻ uses the step's current I[t] = (U[t] − α V[t−1]) / (1 − α), recovered from U.
+    τ_mem V̇⁻ uses the step's current I[t] = (U[t] − α V[t−1]) / γ, recovered from U.
     """
     spikes, u = lif_forward(a, w_rec, p)
     t, b, n = spikes.transpose(0, 1).nonzero(as_tuple=True)  # ordered by step
@@ -164,7 +164,7 @@ def discrete_spikes(a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams) -
     prev = (t - 1).clamp_min(0)
     v_prev = torch.where(spikes[b, prev, n] > 0, torch.full_like(u_k, p.v_reset), u[b, prev, n])
     v_prev = torch.where(t > 0, v_prev, torch.zeros_like(u_k))
-    i_k = (u_k - p.alpha * v_prev) / (1.0 - p.alpha)
+    i_k = (u_k - p.alpha * v_prev) / p.gain
     steps_with, counts = torch.unique_consecutive(t, return_counts=True)
     ends = counts.cumsum(0)
     groups = torch.stack([steps_with, ends - counts, ends], 1)

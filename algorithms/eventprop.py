@@ -94,7 +94,7 @@ def linear_kernel_discrete(
     steps: int, kind: str, p: LIFParams, dtype: torch.dtype, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """K_d[t] = ∂z/∂h[t] of the per-step readout (z = Σ_t w_t V[t], losses.py), and its central difference / dt."""
-    w = time_weights(steps, kind, dtype, device).view(1, steps, 1) * (1.0 - p.alpha)
+    w = time_weights(steps, kind, dtype, device).view(1, steps, 1) * p.gain
     k = exp_filter(exp_filter(w, p.alpha, reverse=True), p.beta, reverse=True).view(steps)
     padded = torch.cat([k[:1], k, k.new_zeros(1)])
     return k, (padded[2:] - padded[:-2]) / (2 * p.dt)
@@ -104,13 +104,13 @@ def impulse_response_discrete(steps: int, p: LIFParams, dtype: torch.dtype, devi
     """f[d]: V_out d steps after one unit of readout input, (time,)."""
     d = torch.zeros(1, steps, 1, dtype=dtype, device=device)
     d[0, 0, 0] = 1.0
-    return ((1.0 - p.alpha) * exp_filter(exp_filter(d, p.beta), p.alpha)).view(steps)
+    return (p.gain * exp_filter(exp_filter(d, p.beta), p.alpha)).view(steps)
 
 
 def discrete_readout(spikes: torch.Tensor, w_out: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """V_out and I_out of the per-step readout (neuron.leaky_readout), (batch, time, classes)."""
     i = exp_filter(spikes @ w_out, p.beta)
-    return (1.0 - p.alpha) * exp_filter(i, p.alpha), i
+    return p.gain * exp_filter(i, p.alpha), i
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,15 +1,26 @@
 """The neuron model, once: leaky integrate-and-fire (LIF) with exponential synapses.
 
-Every algorithm of the suite simulates this model. Integrated exactly over a step of length dt
-(the synaptic current is held piecewise constant, as in Zenke & Vogels 2021 and mlGeNN):
+Every algorithm of the suite simulates this model, the continuous-time LIF neuron
 
-    I[t] = β I[t-1] + W_in x[t] + W_rec s[t-1]            (synaptic current)
-    U[t] = α V[t-1] + (1 − α) I[t]                        (membrane before reset)
+    τ_mem V̇ = −V + I,   τ_syn İ = −I,   I jumps by w at every input spike,   V ← V_reset when V ≥ ϑ,
+
+sampled on a grid of step dt, with the spikes of bin t arriving at the start of the bin:
+
+    I[t] = β I[t-1] + W_in x[t] + W_rec s[t-1]            (synaptic current at the start of step t)
+    U[t] = α V[t-1] + γ I[t]                              (membrane at the end of step t, before reset)
     s[t] = Θ(U[t] − ϑ)                                     (spike)
     V[t] = U[t] − (U[t] − V_reset) s[t]                   (reset to V_reset)
 
-with α = exp(−dt/τ_mem), β = exp(−dt/τ_syn). The readout is the same synapse and membrane without
-threshold (a leaky integrator): V_out[t] = α_out V_out[t-1] + (1 − α_out) I_out[t].
+with α = exp(−dt/τ_mem), β = exp(−dt/τ_syn) and the input gain γ (`LIFParams.gain`, config key
+`model.integration`):
+  exact (default)  γ = τ_syn / (τ_syn − τ_mem) · (β − α)  — the current decays within the step, so between
+                   spikes U[t] is the continuous model's V at the end of the step, exactly ("exact
+                   integration", Rotter & Diesmann 1999, Biol. Cybern. 81:381); γ = (dt/τ) e^{−dt/τ} when
+                   τ_mem = τ_syn. Only the spike times are rounded up to the end of their step.
+  held             γ = 1 − α — the current is held at I[t] over the step (Zenke & Vogels 2021, snnTorch-style
+                   Euler-like update); it drives the membrane harder (by 11 % at dt = 1 ms, τ 20/5 ms).
+The readout is the same synapse and membrane without threshold (a leaky integrator):
+V_out[t] = α_out V_out[t-1] + γ_out I_out[t].
 
 Shapes: inputs and spikes are (batch, time, neurons). `lif_sequence` is the one entry point that
 simulates a whole sequence for training with surrogate gradients; its backward is the exact
@@ -31,6 +42,8 @@ import torch
 from . import kernels
 from .surrogates import get_surrogate, spike
 
+INTEGRATIONS = ("exact", "held")
+
 
 @dataclass(frozen=True)
 class LIFParams:
@@ -42,11 +55,16 @@ class LIFParams:
     threshold: float = 1.0
     v_reset: float = 0.0
     backend: str = "auto"  # how the recurrence is computed: auto | reference | triton | cpu (algorithms/kernels)
+    integration: str = "exact"  # input gain γ per step: exact (current decays within the step) | held
 
     def __post_init__(self) -> None:
         for name in ("dt", "tau_mem", "tau_syn"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"model.{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.integration not in INTEGRATIONS:
+            raise ValueError(
+                f"model.integration must be one of {', '.join(INTEGRATIONS)}; got '{self.integration}'"
+            )
         if self.backend not in kernels.BACKENDS:
             raise ValueError(f"model.backend must be one of {', '.join(kernels.BACKENDS)}; got '{self.backend}'")
 
@@ -60,6 +78,36 @@ class LIFParams:
         """Synaptic decay per step, β = exp(−dt/τ_syn)."""
         return math.exp(-self.dt / self.tau_syn)
 
+    @property
+    def gain(self) -> float:
+        """Input gain γ per step: U[t] = α V[t-1] + γ I[t] (see the module docstring).
+
+        exact: V(dt) of τ_mem V̇ = −V + I₀ e^{−t/τ_syn}, V(0) = 0, I₀ = 1, i.e. τ_syn/(τ_syn − τ_mem) (β − α);
+        held: 1 − α.
+        """
+        t = torch.tensor
+        return float(input_gain(t(self.tau_mem, dtype=torch.float64), t(self.tau_syn, dtype=torch.float64),
+                                self.dt, self.integration))
+
+
+def input_gain(tau_mem: torch.Tensor, tau_syn: torch.Tensor, dt: float, integration: str = "exact") -> torch.Tensor:
+    """γ of `LIFParams.gain` for (learnable, per-neuron) time-constant tensors, differentiable in both.
+
+    exact: τ_syn/(τ_syn − τ_mem) (e^{−dt/τ_syn} − e^{−dt/τ_mem}), with its limit (dt/τ) e^{−dt/τ} where τ_mem = τ_syn;
+    held: 1 − e^{−dt/τ_mem}.
+    """
+    alpha = torch.exp(-dt / tau_mem)
+    if integration == "held":
+        return 1.0 - alpha
+    if integration != "exact":
+        raise ValueError(f"model.integration must be one of {', '.join(INTEGRATIONS)}; got '{integration}'")
+    diff = tau_syn - tau_mem
+    near = diff.abs() <= 1e-6 * tau_mem
+    safe = torch.where(near, torch.ones_like(diff), diff)
+    tau = 0.5 * (tau_mem + tau_syn)
+    limit = dt / tau * torch.exp(-dt / tau)
+    return torch.where(near, limit, tau_syn / safe * (torch.exp(-dt / tau_syn) - alpha))
+
 
 # ----------------------------------------------------------------------------------------------
 # One step of the equations (used by the reference loop and the tests)
@@ -69,9 +117,9 @@ class LIFParams:
 def lif_step(
     i_prev: torch.Tensor, v_prev: torch.Tensor, drive: torch.Tensor, p: LIFParams
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """I[t] = β I[t-1] + drive[t];  U[t] = α V[t-1] + (1 − α) I[t].  Returns (I[t], U[t])."""
+    """I[t] = β I[t-1] + drive[t];  U[t] = α V[t-1] + γ I[t].  Returns (I[t], U[t])."""
     i = p.beta * i_prev + drive
-    u = p.alpha * v_prev + (1.0 - p.alpha) * i
+    u = p.alpha * v_prev + p.gain * i
     return i, u
 
 
@@ -134,7 +182,7 @@ def lif_forward_reference(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The eager per-step loop ('reference' backend): spikes and pre-reset U, (batch, time, hidden)."""
     batch, steps, hidden = a.shape
-    alpha, beta, theta, v_reset = p.alpha, p.beta, p.threshold, p.v_reset
+    alpha, beta, gain, theta, v_reset = p.alpha, p.beta, p.gain, p.threshold, p.v_reset
     spikes = torch.empty_like(a)
     us = torch.empty_like(a)
     i = a.new_zeros(batch, hidden)
@@ -144,7 +192,7 @@ def lif_forward_reference(
         i = beta * i + a[:, t]
         if w_rec is not None and t > 0:
             i.addmm_(s, w_rec)
-        u = alpha * v + (1.0 - alpha) * i
+        u = alpha * v + gain * i
         s = (u >= theta).to(a.dtype)
         v = torch.where(s > 0, torch.full_like(u, v_reset), u)
         spikes[:, t] = s
@@ -188,12 +236,12 @@ def lif_backward_reference(
         g_s[t] = ∂L/∂s[t] + g_I[t+1] W_recᵀ (+ g_V[t] (V_reset − U[t]) if the reset is not detached)
         g_V[t] = α g_U[t+1]
         g_U[t] = g_V[t] (1 − s[t]) + g_s[t] σ'(U[t] − ϑ)
-        g_I[t] = (1 − α) g_U[t] + β g_I[t+1]
+        g_I[t] = γ g_U[t] + β g_I[t+1]
     dL/d(drive)[t] = g_I[t]; so dL/dW_in = xᵀ g_I and dL/dW_rec = Σ_t s[t-1]ᵀ g_I[t].
     """
     sigma = get_surrogate(surrogate)
     batch, steps, hidden = u.shape
-    alpha, beta, theta = p.alpha, p.beta, p.threshold
+    alpha, beta, gain, theta = p.alpha, p.beta, p.gain, p.threshold
     g_i_all = torch.empty_like(u)
     g_u_next = u.new_zeros(batch, hidden)
     g_i_next = u.new_zeros(batch, hidden)
@@ -207,7 +255,7 @@ def lif_backward_reference(
         if not detach_reset:
             g_s = g_s + g_v * (p.v_reset - u_t)
         g_u = g_v * (1.0 - s_t) + g_s * sigma(u_t - theta, slope)
-        g_i = (1.0 - alpha) * g_u + beta * g_i_next
+        g_i = gain * g_u + beta * g_i_next
         g_i_all[:, t] = g_i
         g_u_next, g_i_next = g_u, g_i
     return g_i_all
@@ -289,7 +337,7 @@ class ExpFilter(torch.autograd.Function):
 def leaky_readout(h: torch.Tensor, p: LIFParams) -> torch.Tensor:
     """Readout membrane V_out (batch, time, classes) for synaptic input h = s W_out.
 
-    I_out[t] = β I_out[t-1] + h[t];  V_out[t] = α V_out[t-1] + (1 − α) I_out[t].
+    I_out[t] = β I_out[t-1] + h[t];  V_out[t] = α V_out[t-1] + γ I_out[t].
     """
     i = ExpFilter.apply(h, p.beta, p.backend)
-    return (1.0 - p.alpha) * ExpFilter.apply(i, p.alpha, p.backend)
+    return p.gain * ExpFilter.apply(i, p.alpha, p.backend)

@@ -54,7 +54,7 @@ from torch import nn
 
 from .base import SpikingModule, StepOutput, input_size, lif_params_from_config
 from .network import InitParams
-from .neuron import LIFParams
+from .neuron import LIFParams, input_gain
 from .surrogates import get_surrogate
 
 NORMALISATIONS = {"": lambda v: v, "S": torch.sigmoid, "T": torch.tanh, "TR": lambda v: F.relu(torch.tanh(v))}
@@ -199,6 +199,12 @@ def fft_filter(a: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=2 * steps)[..., :steps]
 
 
+def gain_ratio(tau_mem: torch.Tensor, tau_syn: torch.Tensor, dt: float, integration: str) -> torch.Tensor:
+    """γ / (1 − α): the membrane of `lif_membrane` (gain 1 − α, the paper's) rescaled to the suite's input gain γ
+    (the filter is linear, so this is exact); differentiable in learnable τ, (n,)."""
+    return input_gain(tau_mem, tau_syn, dt, integration) / (1.0 - torch.exp(-dt / tau_mem))
+
+
 def lif_membrane(
     a: torch.Tensor, tau_mem: torch.Tensor, tau_syn: torch.Tensor, dt: float, method: str = "scan", chunk: int = 32
 ) -> torch.Tensor:
@@ -338,6 +344,7 @@ class ParaLIFLayer(nn.Module):
         if chunk < 1:
             raise ValueError(f"algorithm.chunk must be >= 1, got {chunk}")
         self.dt, self.spike_fn, self.membrane, self.chunk = neuron.dt, spike_fn, membrane, chunk
+        self.integration = neuron.integration
         self.w_in = nn.Parameter((in_mean + in_std * torch.randn(n_in, n_out)) / math.sqrt(n_in))
         self.w_rec = nn.Parameter(rec_std * torch.randn(n_out, n_out) / math.sqrt(n_out)) if recurrent else None
         # One value for all neurons unless learnt per neuron (the shared value takes the faster path).
@@ -353,8 +360,11 @@ class ParaLIFLayer(nn.Module):
                 self.register_buffer(name, value)
 
     def integrate(self, a: torch.Tensor) -> torch.Tensor:
-        """Eq. 15: V = k ∗ a for all steps at once, a (n_out, batch, time)."""
-        return lif_membrane(a, self.log_tau_mem.exp(), self.log_tau_syn.exp(), self.dt, self.membrane, self.chunk)
+        """Eq. 15: V = k ∗ a for all steps at once, a (n_out, batch, time), with the suite's input gain γ
+        (neuron.py, `model.integration`) in place of the paper's 1 − α."""
+        tau_mem, tau_syn = self.log_tau_mem.exp(), self.log_tau_syn.exp()
+        v = lif_membrane(a, tau_mem, tau_syn, self.dt, self.membrane, self.chunk)
+        return v if self.integration == "held" else v * gain_ratio(tau_mem, tau_syn, self.dt, self.integration)[:, None, None]
 
     def forward(self, x: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Spikes and membrane potential V, both (n_out, batch, time), for input x (n_in, batch, time).
@@ -405,11 +415,12 @@ class ParaLIFNet(nn.Module):
 
     def readout(self, spikes: torch.Tensor) -> torch.Tensor:
         """Readout membrane V_out (classes, batch, time) for spikes (hidden, batch, time): the filter of
-        `neuron.leaky_readout` (I_out = β_out-filter of s W_out, V_out = (1 − α_out)·α_out-filter of I_out)."""
+        `neuron.leaky_readout` (I_out = β_out-filter of s W_out, V_out = γ_out·α_out-filter of I_out)."""
         p = self.readout_params
         tau = lambda value: torch.tensor([value], dtype=spikes.dtype, device=spikes.device)  # noqa: E731
         h = project(self.w_out, spikes)
-        return lif_membrane(h, tau(p.tau_mem), tau(p.tau_syn), p.dt, self.membrane, self.chunk)
+        v = lif_membrane(h, tau(p.tau_mem), tau(p.tau_syn), p.dt, self.membrane, self.chunk)
+        return v * (p.gain / (1.0 - p.alpha))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes of the last hidden layer (batch, time, hidden) and readout voltages (batch, time, classes)

@@ -22,7 +22,7 @@ def unrolled_loss(net, x, y, kind, surrogate, slope, reg_strength, reg_target):
     vs = []
     for t in range(h.shape[1]):
         i = p.beta * i + h[:, t]
-        v = p.alpha * v + (1 - p.alpha) * i
+        v = p.alpha * v + p.gain * i
         vs.append(v)
     logits = readout_logits(torch.stack(vs, 1), kind)
     counts = spikes.sum(1).mean(0)

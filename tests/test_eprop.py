@@ -220,7 +220,7 @@ def test_readout_kernel_moves_the_readout_filter_from_traces_to_time_weights(kin
     p = LIFParams(dt=1e-3, tau_mem=15e-3, tau_syn=4e-3)
     e = torch.randn(3, 80, 5, dtype=torch.float64)
     w = time_weights(80, kind, torch.float64, torch.device("cpu"))
-    e_bar = (1 - p.alpha) * exp_filter(exp_filter(e, p.beta), p.alpha)
+    e_bar = p.gain * exp_filter(exp_filter(e, p.beta), p.alpha)
     c = readout_kernel(80, kind, p, torch.float64, torch.device("cpu"))
     filtered, weighted = torch.einsum("btn,t->bn", e_bar, w), torch.einsum("btn,t->bn", e, c)
     torch.testing.assert_close(filtered, weighted, rtol=1e-12, atol=1e-14)

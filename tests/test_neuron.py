@@ -14,17 +14,63 @@ def python_loop_lif(a, w_rec, p):
     """The issue's equations written out with Python floats, one neuron and one step at a time."""
     batch, steps, hidden = len(a), len(a[0]), len(a[0][0])
     alpha, beta = math.exp(-p.dt / p.tau_mem), math.exp(-p.dt / p.tau_syn)
+    gain = p.tau_syn / (p.tau_syn - p.tau_mem) * (beta - alpha)  # exact integration of the current's decay
     spikes = [[[0.0] * hidden for _ in range(steps)] for _ in range(batch)]
     for b in range(batch):
         i, v, s = [0.0] * hidden, [0.0] * hidden, [0.0] * hidden
         for t in range(steps):
             rec = [sum(s[k] * w_rec[k][j] for k in range(hidden)) if w_rec else 0.0 for j in range(hidden)]
             i = [beta * i[j] + a[b][t][j] + rec[j] for j in range(hidden)]
-            u = [alpha * v[j] + (1 - alpha) * i[j] for j in range(hidden)]
+            u = [alpha * v[j] + gain * i[j] for j in range(hidden)]
             s = [1.0 if u[j] >= p.threshold else 0.0 for j in range(hidden)]
             v = [p.v_reset if s[j] else u[j] for j in range(hidden)]
             spikes[b][t] = s
     return torch.tensor(spikes, dtype=torch.float64)
+
+
+def rk4_membrane_after_one_step(p: LIFParams, i0: float, v0: float, substeps: int = 2000) -> float:
+    """τ_mem V̇ = −V + I, τ_syn İ = −I from (V, I) = (v0, i0), integrated over dt by classical Runge-Kutta."""
+    h, v, i = p.dt / substeps, v0, i0
+    f = lambda v, i: ((-v + i) / p.tau_mem, -i / p.tau_syn)  # noqa: E731
+    for _ in range(substeps):
+        k1 = f(v, i)
+        k2 = f(v + h / 2 * k1[0], i + h / 2 * k1[1])
+        k3 = f(v + h / 2 * k2[0], i + h / 2 * k2[1])
+        k4 = f(v + h * k3[0], i + h * k3[1])
+        v += h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+        i += h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+    return v
+
+
+@pytest.mark.parametrize("taus", [(20e-3, 5e-3), (10e-3, 4e-3), (5e-3, 10e-3), (8e-3, 8e-3)])
+def test_exact_gain_is_the_continuous_membrane_response_over_one_step(taus):
+    """U[t] = α V[t−1] + γ I[t] is the continuous model's V after dt when I decays within the step."""
+    p = LIFParams(dt=1e-3, tau_mem=taus[0], tau_syn=taus[1])
+    assert p.gain == pytest.approx(rk4_membrane_after_one_step(p, 1.0, 0.0), rel=1e-10)
+    assert p.alpha * 0.3 + p.gain * 2.0 == pytest.approx(rk4_membrane_after_one_step(p, 2.0, 0.3), rel=1e-10)
+    held = LIFParams(dt=1e-3, tau_mem=taus[0], tau_syn=taus[1], integration="held")
+    assert held.gain == 1 - held.alpha
+
+
+def test_per_step_membrane_equals_the_continuous_model_at_the_step_ends_without_spikes():
+    """Input spikes of bin t arrive at its start; sampled at the step ends, the per-step recurrence (exact
+    integration) and the continuous model agree to round-off (threshold out of reach: no spikes)."""
+    p = LIFParams(dt=1e-3, tau_mem=20e-3, tau_syn=5e-3, threshold=1e9, backend="reference")
+    a = torch.rand(2, 30, 3, dtype=torch.float64) * (torch.rand(2, 30, 3) < 0.3)
+    _, u = lif_forward(a, None, p)
+    v, i = [[0.0] * 3 for _ in range(2)], [[0.0] * 3 for _ in range(2)]
+    for t in range(30):
+        for b in range(2):
+            for j in range(3):
+                i[b][j] += float(a[b, t, j])
+                v[b][j] = rk4_membrane_after_one_step(p, i[b][j], v[b][j], substeps=50)
+                i[b][j] *= p.beta
+                assert float(u[b, t, j]) == pytest.approx(v[b][j], rel=1e-8, abs=1e-12)
+
+
+def test_integration_choice_is_validated_with_the_config_key_in_the_message():
+    with pytest.raises(ValueError, match="model.integration"):
+        LIFParams(integration="euler")
 
 
 @pytest.mark.parametrize("recurrent", [False, True])
@@ -46,7 +92,7 @@ def test_readout_is_the_lif_membrane_without_threshold():
     expect = []
     for t in range(40):
         i = p.beta * i + h[:, t]
-        v = p.alpha * v + (1 - p.alpha) * i
+        v = p.alpha * v + p.gain * i
         expect.append(v)
     torch.testing.assert_close(leaky_readout(h, p), torch.stack(expect, 1))
 

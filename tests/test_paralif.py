@@ -74,6 +74,7 @@ def sequential_layer(x, layer, mode, noise_h, noise_s):
     Eq. 23 (second integration of input + recurrent drive), Eq. 24 (output spikes)."""
     tau_mem, tau_syn, theta, dt = layer.log_tau_mem.exp(), layer.log_tau_syn.exp(), layer.threshold, layer.dt
     alpha, beta = torch.exp(-dt / tau_mem), torch.exp(-dt / tau_syn)
+    gain = tau_syn / (tau_syn - tau_mem) * (beta - alpha)  # the suite's exact input gain (neuron.py)
     a = x @ layer.w_in
     zero = torch.zeros_like(a[:, 0])
     i_ff, v_ff, i_2, v_2 = zero, zero, zero, zero
@@ -83,12 +84,12 @@ def sequential_layer(x, layer, mode, noise_h, noise_s):
         drive = a[:, t]
         i_ff = beta * i_ff + drive
         v_ff_prev2, v_ff_prev = v_ff_prev, v_ff
-        v_ff = alpha * v_ff + (1 - alpha) * i_ff
+        v_ff = alpha * v_ff + gain * i_ff
         v = v_ff
         if layer.w_rec is not None:
             h = step_spike(mode, v_ff_prev, v_ff_prev2, theta, noise_h[:, t])
             i_2 = beta * i_2 + drive + h @ layer.w_rec
-            v_2 = alpha * v_2 + (1 - alpha) * i_2
+            v_2 = alpha * v_2 + gain * i_2
             v = v_ff + v_2
         spikes.append(step_spike(mode, v, v_prev, theta, noise_s[:, t]))
         vs.append(v)

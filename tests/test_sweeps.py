@@ -234,14 +234,14 @@ def test_tpe_study_with_pruning_completes_and_prunes_trials_logs_one_wandb_run_e
         "sweep.n_startup_trials=3",
         "sweep.pruner=median",
         "sweep.prune_startup_trials=1",
-        "sweep.prune_warmup_epochs=1",
+        "sweep.prune_warmup_epochs=0",
         "sweep.n_trials=5",
     ]
     study = optimize.optimize(argv)
     trials = study.trials
     states = [t.state for t in trials]
     assert len(trials) == 5
-    assert states.count(TrialState.COMPLETE) >= 1 and states.count(TrialState.PRUNED) >= 1, states
+    assert states.count(TrialState.COMPLETE) >= 1 and states.count(TrialState.PRUNED) >= 1, [(t.params, t.intermediate_values, t.state) for t in trials]
     assert "[trial   4]" in capsys.readouterr().out
 
     for t in trials:  # one offline W&B run per trial: group = study, config = params + resolved config

@@ -43,10 +43,10 @@ inline T surrogate(T x, int64_t kind, T k) {
   }
 }
 
-// I[t] = beta I[t-1] + a[t] (+ s[t-1] W_rec);  U[t] = alpha V[t-1] + (1 - alpha) I[t];
+// I[t] = beta I[t-1] + a[t] (+ s[t-1] W_rec);  U[t] = alpha V[t-1] + gain I[t];
 // s[t] = U[t] >= theta;  V[t] = s[t] ? V_reset : U[t].
 std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& a, const c10::optional<at::Tensor>& w_rec,
-                                                double alpha, double one_minus_alpha, double beta,
+                                                double alpha, double gain, double beta,
                                                 double theta, double v_reset, bool store_u) {
   TORCH_CHECK(a.dim() == 3 && a.is_contiguous(), "lif_forward: a must be contiguous (batch, time, hidden)");
   const bool rec = w_rec.has_value() && w_rec->defined();
@@ -57,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& a, const c10::o
   at::Tensor v = at::zeros({B, H}, a.options());
   at::Tensor s = at::zeros({B, H}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lif_forward_cpu", [&] {
-    const scalar_t al = alpha, oma = one_minus_alpha, be = beta, th = theta, vr = v_reset;
+    const scalar_t al = alpha, gm = gain, be = beta, th = theta, vr = v_reset;
     const scalar_t* ap = a.data_ptr<scalar_t>();
     scalar_t* sp = spikes.data_ptr<scalar_t>();
     scalar_t* up = store_u ? u_all.data_ptr<scalar_t>() : nullptr;
@@ -76,7 +76,7 @@ std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& a, const c10::o
         for (int64_t j = lo; j < hi; ++j) {
           const int64_t b = j / H, h = j - b * H, o = (b * T + t) * H + h;
           const scalar_t x = al * vp[j];
-          const scalar_t y = oma * ip[j];
+          const scalar_t y = gm * ip[j];
           const scalar_t u = x + y;
           const bool fire = u >= th;
           vp[j] = fire ? vr : u;
@@ -91,9 +91,9 @@ std::tuple<at::Tensor, at::Tensor> lif_forward(const at::Tensor& a, const c10::o
 }
 
 // Backward in time: g_s = dL/ds[t] + g_I[t+1] W_rec^T (+ g_V (V_reset - U) without detached reset),
-// g_V = alpha g_U[t+1], g_U = g_V (1 - s) + g_s sigma'(U - theta), g_I = (1 - alpha) g_U + beta g_I[t+1].
+// g_V = alpha g_U[t+1], g_U = g_V (1 - s) + g_s sigma'(U - theta), g_I = gain g_U + beta g_I[t+1].
 at::Tensor lif_backward(const at::Tensor& grad_spikes, const at::Tensor& u, const c10::optional<at::Tensor>& w_rec,
-                        double alpha, double one_minus_alpha, double beta, double theta, double v_reset,
+                        double alpha, double gain, double beta, double theta, double v_reset,
                         int64_t kind, double k, bool detach_reset) {
   TORCH_CHECK(u.dim() == 3 && u.is_contiguous() && grad_spikes.is_contiguous() && grad_spikes.sizes() == u.sizes(),
               "lif_backward: grad_spikes and u must be contiguous (batch, time, hidden) tensors of one shape");
@@ -105,7 +105,7 @@ at::Tensor lif_backward(const at::Tensor& grad_spikes, const at::Tensor& u, cons
   at::Tensor back = at::empty({B, H}, u.options());
   at::Tensor w_t = rec ? w_rec->t() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "lif_backward_cpu", [&] {
-    const scalar_t al = alpha, oma = one_minus_alpha, be = beta, th = theta, vr = v_reset, kk = k;
+    const scalar_t al = alpha, gm = gain, be = beta, th = theta, vr = v_reset, kk = k;
     const scalar_t* gp = grad_spikes.data_ptr<scalar_t>();
     const scalar_t* upp = u.data_ptr<scalar_t>();
     scalar_t* gip = g_i_all.data_ptr<scalar_t>();
@@ -128,7 +128,7 @@ at::Tensor lif_backward(const at::Tensor& grad_spikes, const at::Tensor& u, cons
           const scalar_t p1 = gv * (scalar_t(1) - st);
           const scalar_t p2 = gs * surrogate<scalar_t>(x, kind, kk);
           const scalar_t gu = p1 + p2;
-          const scalar_t q1 = oma * gu;
+          const scalar_t q1 = gm * gu;
           const scalar_t q2 = be * gin[j];
           const scalar_t gi = q1 + q2;
           gip[o] = gi;
@@ -172,9 +172,9 @@ at::Tensor exp_filter(const at::Tensor& x, double decay, bool reverse) {
 }  // namespace
 
 TORCH_LIBRARY(spikebench_lif, m) {
-  m.def("lif_forward(Tensor a, Tensor? w_rec, float alpha, float one_minus_alpha, float beta, float theta, "
+  m.def("lif_forward(Tensor a, Tensor? w_rec, float alpha, float gain, float beta, float theta, "
         "float v_reset, bool store_u) -> (Tensor, Tensor)");
-  m.def("lif_backward(Tensor grad_spikes, Tensor u, Tensor? w_rec, float alpha, float one_minus_alpha, "
+  m.def("lif_backward(Tensor grad_spikes, Tensor u, Tensor? w_rec, float alpha, float gain, "
         "float beta, float theta, float v_reset, int surrogate, float k, bool detach_reset) -> Tensor");
   m.def("exp_filter(Tensor x, float decay, bool reverse) -> Tensor");
 }
@@ -223,7 +223,7 @@ def lif_forward(
     ops = load()
     w = None if w_rec is None else w_rec.contiguous()
     s, u = ops.lif_forward(
-        a.contiguous(), w, p.alpha, 1.0 - p.alpha, p.beta, p.threshold, p.v_reset, store_u
+        a.contiguous(), w, p.alpha, p.gain, p.beta, p.threshold, p.v_reset, store_u
     )
     return s, (u if store_u else None)
 
@@ -241,7 +241,7 @@ def lif_backward(
     ops = load()
     w = None if w_rec is None else w_rec.contiguous()
     return ops.lif_backward(
-        grad_spikes.contiguous(), u.contiguous(), w, p.alpha, 1.0 - p.alpha, p.beta, p.threshold,
+        grad_spikes.contiguous(), u.contiguous(), w, p.alpha, p.gain, p.beta, p.threshold,
         p.v_reset, surrogate_code, k, detach_reset,
     )
 

@@ -77,7 +77,7 @@ def _surrogate(x, k, SURROGATE: tl.constexpr):
 @triton.jit
 def _lif_forward_kernel(
     a_ptr, w_ptr, s_ptr, u_ptr, B, T, H,
-    alpha, one_minus_alpha, beta, theta, v_reset,
+    alpha, gain, beta, theta, v_reset,
     HAS_REC: tl.constexpr, STORE_U: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
 ):
@@ -97,7 +97,7 @@ def _lif_forward_kernel(
             k_end = tl.minimum(t, 1) * H  # no recurrent input at t = 0
             i = _add_rows_times_matrix(i, s_ptr, row_off, tl.maximum(t - 1, 0), k_end, w_ptr, H, rows_ok,
                                        BLOCK_B, BLOCK_H, BLOCK_K, STAGES)
-        u = alpha * v + one_minus_alpha * i
+        u = alpha * v + gain * i
         fire = u >= theta
         v = tl.where(fire, v_reset, u)
         tl.store(s_ptr + offs + t * H, tl.where(fire, 1.0, 0.0), mask=mask)
@@ -110,7 +110,7 @@ def _lif_forward_kernel(
 @triton.jit
 def _lif_backward_kernel(
     gs_ptr, u_ptr, wt_ptr, gi_ptr, B, T, H,
-    alpha, one_minus_alpha, beta, theta, v_reset, k,
+    alpha, gain, beta, theta, v_reset, k,
     HAS_REC: tl.constexpr, DETACH_RESET: tl.constexpr, SURROGATE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
 ):
@@ -137,7 +137,7 @@ def _lif_backward_kernel(
             g_s = g_s + g_v * (v_reset - u_t)
         s_t = tl.where(u_t >= theta, 1.0, 0.0)
         g_u = g_v * (1.0 - s_t) + g_s * _surrogate(u_t - theta, k, SURROGATE)
-        g_i = one_minus_alpha * g_u + beta * g_i
+        g_i = gain * g_u + beta * g_i
         tl.store(gi_ptr + offs + t * H, g_i, mask=mask)
         if HAS_REC:
             tl.debug_barrier()
@@ -197,7 +197,7 @@ def lif_forward(
     with _on(a):
         _lif_forward_kernel[launch.pop("grid")](
             a, w, spikes, u, batch, steps, hidden,
-            p.alpha, 1.0 - p.alpha, p.beta, p.threshold, p.v_reset,
+            p.alpha, p.gain, p.beta, p.threshold, p.v_reset,
             HAS_REC=w_rec is not None, STORE_U=store_u, **launch,
         )
     return spikes, (u if store_u else None)
@@ -221,7 +221,7 @@ def lif_backward(
     with _on(u):
         _lif_backward_kernel[launch.pop("grid")](
             grad_spikes, u, w_t, g_i, batch, steps, hidden,
-            p.alpha, 1.0 - p.alpha, p.beta, p.threshold, p.v_reset, k,
+            p.alpha, p.gain, p.beta, p.threshold, p.v_reset, k,
             HAS_REC=w_rec is not None, DETACH_RESET=detach_reset, SURROGATE=surrogate_code, **launch,
         )
     return g_i
