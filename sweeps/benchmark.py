@@ -129,6 +129,10 @@ def check_benchmark_config(b: DictConfig) -> None:
         raise ValueError(f"benchmark.phases: unknown phase(s) {', '.join(map(str, bad))}; choose from: {', '.join(PHASES)}")
     if b.isolate not in ISOLATION:
         raise ValueError(f"benchmark.isolate={b.isolate}; choose one of: {', '.join(ISOLATION)}")
+    if not (isinstance(b.get("workers", 1), int) and b.get("workers", 1) >= 1):
+        raise ValueError(f"benchmark.workers={b.get('workers')}: must be an integer >= 1")
+    if b.get("workers", 1) > 1 and b.isolate == "none":
+        raise ValueError("benchmark.workers > 1 needs cells in child processes: set benchmark.isolate=auto")
     for key in ("scaling.steps", "scaling.hidden", "architecture.hidden"):
         sizes = OmegaConf.select(b, key)
         if not sizes or not all(isinstance(s, int) and s > 0 for s in sizes):
@@ -459,7 +463,7 @@ def is_done(out: Path, cell: Cell) -> bool:
         return False
 
 
-def run_cell(out: Path, cell: Cell, mode: str) -> tuple[bool, str]:
+def run_cell(out: Path, cell: Cell, mode: str, tag: str = "") -> tuple[bool, str]:
     """(finished, error line) for one cell, run as `mode` (fork | spawn | none)."""
     cell_dir = out / "cells" / cell.name
     log = out / "logs" / f"{cell.name}.log"
@@ -478,7 +482,7 @@ def run_cell(out: Path, cell: Cell, mode: str) -> tuple[bool, str]:
     offset = log.stat().st_size  # earlier runs' lines stay in the log, and are not relayed
     proc = mp.get_context(mode).Process(target=cell_entry, args=args)
     proc.start()
-    relay_progress(proc, log, offset)
+    relay_progress(proc, log, offset, tag=tag)
     if proc.exitcode == 0 and done.is_file():
         return True, ""
     lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.is_file() else []
@@ -488,7 +492,7 @@ def run_cell(out: Path, cell: Cell, mode: str) -> tuple[bool, str]:
     return False, f"{reason}  (log: {log})"
 
 
-def relay_progress(proc, log: Path, offset: int = 0, every: float = 2.0) -> None:
+def relay_progress(proc, log: Path, offset: int = 0, every: float = 2.0, tag: str = "") -> None:
     """Wait for the child, printing the per-epoch lines its log gets after byte `offset` as they appear."""
     while True:
         proc.join(every)
@@ -500,7 +504,7 @@ def relay_progress(proc, log: Path, offset: int = 0, every: float = 2.0) -> None
             offset += len(complete)
             for line in complete.decode(errors="replace").splitlines():
                 if line.startswith(EpochProgress.PREFIX):
-                    print("   " + line, flush=True)
+                    print("   " + tag + line, flush=True)
         if proc.exitcode is not None:
             return
 
@@ -512,8 +516,14 @@ def fmt_s(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def run_all(out: Path, cells: list[Cell], mode: str, after_each=None) -> dict[str, str]:
-    """Run the cells that are not done, printing progress and an ETA; returns {cell name: error} of failures."""
+def run_all(out: Path, cells: list[Cell], mode: str, after_each=None, workers: int = 1) -> dict[str, str]:
+    """Run the cells that are not done, printing progress and an ETA; returns {cell name: error} of failures.
+
+    workers > 1: that many cells at once (accuracy cells only; the scaling cells time one step and run alone),
+    each in a spawned process (forking a parent that runs threads is unsafe).
+    """
+    if workers > 1 and cells and cells[0].kind == "accuracy":
+        return run_parallel(out, cells, workers, after_each)
     todo = [c for c in cells if not is_done(out, c)]
     skipped = len(cells) - len(todo)
     if skipped:
@@ -536,15 +546,45 @@ def run_all(out: Path, cells: list[Cell], mode: str, after_each=None) -> dict[st
         durations.setdefault((cell.kind, cell.algorithm), []).append(took)
         rest = [estimate(c) for c in todo[i + 1 :]]
         eta = None if any(r is None for r in rest) else sum(rest)
-        if ok:
-            row = yaml.safe_load(done_file(out, cell).read_text())["row"]
-            what = f"test acc {row['test_acc']:.4f}" if cell.kind == "accuracy" else f"step {row['step_s']:.3g} s"
-            print(f"    done in {took:.1f} s: {what}   ETA {fmt_s(eta)}", flush=True)
-        else:
-            failures[cell.name] = err
-            print(f"    FAILED after {took:.1f} s: {err}   ETA {fmt_s(eta)}", flush=True)
-        if after_each:
-            after_each()
+        report_cell(out, cell, ok, err, took, eta, failures, after_each)
+    return failures
+
+
+def report_cell(out: Path, cell: Cell, ok: bool, err: str, took: float, eta, failures: dict, after_each, name="") -> None:
+    """Print a finished cell's figure (or its error, recorded in failures) with the ETA; refresh the reports."""
+    if ok:
+        row = yaml.safe_load(done_file(out, cell).read_text())["row"]
+        what = f"test acc {row['test_acc']:.4f}" if cell.kind == "accuracy" else f"step {row['step_s']:.3g} s"
+        print(f"    {name}done in {took:.1f} s: {what}   ETA {fmt_s(eta)}", flush=True)
+    else:
+        failures[cell.name] = err
+        print(f"    {name}FAILED after {took:.1f} s: {err}   ETA {fmt_s(eta)}", flush=True)
+    if after_each:
+        after_each()
+
+
+def run_parallel(out: Path, cells: list[Cell], workers: int, after_each=None) -> dict[str, str]:
+    """`run_all` with `workers` cells at once: threads that each start one spawned cell process and wait."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    todo = [c for c in cells if not is_done(out, c)]
+    if len(todo) < len(cells):
+        print(f"{len(cells) - len(todo)} of {len(cells)} cells already done (skipped)", flush=True)
+    failures: dict[str, str] = {}
+    t0, finished = time.perf_counter(), 0
+
+    def one(i: int, cell: Cell) -> tuple[Cell, bool, str, float]:
+        print(f"[{i + 1}/{len(todo)}] {cell.kind:8s} {cell.name} ... (worker pool of {workers})", flush=True)
+        start = time.perf_counter()
+        ok, err = run_cell(out, cell, "spawn", tag=f"{cell.name}: ")
+        return cell, ok, err, time.perf_counter() - start
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for fut in as_completed([pool.submit(one, i, c) for i, c in enumerate(todo)]):
+            cell, ok, err, took = fut.result()
+            finished += 1
+            eta = (time.perf_counter() - t0) / finished * (len(todo) - finished)
+            report_cell(out, cell, ok, err, took, eta, failures, after_each, name=f"{cell.name} ")
     return failures
 
 
@@ -756,7 +796,8 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
               f"{'recurrent' if cfg0.model.recurrent else 'feed-forward'}; {cfg0.trainer.max_epochs} epochs; "
               f"seeds {list(b.seeds)}. Environment: environment.yaml.")
     print(f"benchmark {b.name}: {len(algorithms)} algorithms, {len(table)} table cells, {len(scaling)} scaling cells, "
-          f"{len(arch)} architecture cells -> {out}  (cells in child processes: {mode})", flush=True)
+          f"{len(arch)} architecture cells -> {out}  (cells in child processes: {mode}"
+          + (f"; accuracy cells {b.workers} at once, spawned" if b.get("workers", 1) > 1 else "") + ")", flush=True)
     failures: dict[str, str] = {}
 
     def refresh() -> None:
@@ -765,7 +806,7 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     for phase, cells in (("table", table), ("scaling", scaling), ("architecture", arch)):
         if cells:
             print(f"-- {phase}: {len(cells)} cells", flush=True)
-            failures.update(run_all(out, cells, mode, refresh))
+            failures.update(run_all(out, cells, mode, refresh, int(b.get("workers", 1))))
     write_reports(out, b, algorithms, table, scaling, arch, failures, header, plots=True)
     (out / "environment.yaml").write_text(yaml.safe_dump(environment(argv, mode), sort_keys=False))
     print(f"table: {out / 'table.md'}" + (f"   ({len(failures)} cells failed)" if failures else ""), flush=True)

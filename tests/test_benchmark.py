@@ -117,6 +117,20 @@ def test_tiny_benchmark_table_has_every_algorithm_and_column_finite_and_equal_to
             assert again[cell][key] == before[cell][key], (cell, key)
 
 
+def test_cells_trained_two_at_once_give_the_serial_runs_figures_exactly(tmp_path, capsys):
+    """benchmark.workers=2 (spawned cells, two at a time) reproduces the one-at-a-time accuracy figures."""
+    common = ["benchmark.phases=[table]", "benchmark.plots=false", "benchmark.neurobench_samples=8"]
+    serial, _ = B.benchmark(tiny_argv(tmp_path / "serial") + common)
+    parallel, failures = B.benchmark(tiny_argv(tmp_path / "parallel") + common + ["benchmark.workers=2"])
+    assert failures == {} and "(worker pool of 2)" in capsys.readouterr().out
+    key = lambda r: (r["algorithm"], r["seed"])  # noqa: E731
+    one, two = sorted(read_csv(serial / "results.csv"), key=key), sorted(read_csv(parallel / "results.csv"), key=key)
+    assert [key(r) for r in one] == [key(r) for r in two] and len(one) == 4
+    for a, b in zip(one, two):
+        for k in ("test_acc", "best_val_acc", "rate_hz", "activation_sparsity", "synops_effective_acs"):
+            assert a[k] == b[k], (key(a), k)
+
+
 def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path):
     argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]",
                                   "benchmark.plots=false", "benchmark.algorithm_overrides={lstm: [algorithm.layers=0]}"]
@@ -141,6 +155,8 @@ def test_bad_benchmark_values_raise_one_line_errors():
         B.load_benchmark_config("tiny", ["benchmark.algorithms=[bpt]"])
     with pytest.raises(ValueError, match=r"benchmark.isolate=thread; choose one of"):
         B.load_benchmark_config("tiny", ["benchmark.isolate=thread"])
+    with pytest.raises(ValueError, match=r"benchmark.workers=0: must be an integer >= 1"):
+        B.load_benchmark_config("tiny", ["benchmark.workers=0"])
     with pytest.raises(ValueError, match=r"unknown benchmark 'nope'"):
         B.load_benchmark_config("nope")
 
