@@ -17,19 +17,19 @@ Eligibility trace of the suite's neuron (algorithms/neuron.py), derived from its
 Hidden state h_j^t = (I_j[t], V_j[t]); with α = exp(−dt/τ_mem), β = exp(−dt/τ_syn):
 
     I_j[t] = β I_j[t-1] + Σ_i W_in,ij x_i[t] + Σ_i W_rec,ij s_i[t-1]
-    U_j[t] = α V_j[t-1] + γ I_j[t]
+    U_j[t] = α V_j[t-1] + g I_j[t]      (g: the input gain γ of neuron.py)
     s_j[t] = Θ(U_j[t] − ϑ)
     V_j[t] = U_j[t] − (U_j[t] − V_reset) s_j[t]
 
 With the spikes in the reset and in the recurrent input held fixed, the Jacobians are
 
     ∂I[t]/∂I[t-1] = β,    ∂I[t]/∂W_ij = x_i[t]  (or s_i[t-1] for W_rec),
-    ∂U[t]/∂V[t-1] = α,    ∂U[t]/∂I[t] = γ (neuron.py),   ∂V[t]/∂U[t] = 1 − s_j[t],
+    ∂U[t]/∂V[t-1] = α,    ∂U[t]/∂I[t] = g,   ∂V[t]/∂U[t] = 1 − s_j[t],
 
 so the eligibility vector ε_ji[t] = dU_j[t]/dW_ij of the synapse obeys two first-order recursions:
 
     ε^I_i[t]  = β ε^I_i[t-1] + x_i[t]                                (presynaptic only: the synapse kernel)
-    ε_ji[t]   = a_j[t] ε_ji[t-1] + γ ε^I_i[t],  a_j[t] = α (1 − s_j[t-1])
+    ε_ji[t]   = a_j[t] ε_ji[t-1] + g ε^I_i[t],  a_j[t] = α (1 − s_j[t-1])
                                                        (the membrane kernel, restarted at j's spikes)
     e_ji[t]   = ψ_j[t] ε_ji[t],   ψ_j[t] = γ max(0, 1 − |(U_j[t] − ϑ)/ϑ|)
                                                        (pseudo-derivative, on the pre-reset membrane U)
@@ -70,11 +70,11 @@ signal r_j = ∂E_reg/∂s_j[t] is the same at every step and multiplies the pla
 Chunked accumulation: forward in time, memory O(chunk), not O(T)
 ---------------------------------------------------------------
 Updating a (batch, hidden, inputs) trace every step costs batch·hidden·inputs memory traffic per step. The
-trace X = (ε, ε^a) is linear in ε^I with per-neuron coefficients: X[t] = T_j[t] X[t-1] + γ ε^I[t] (1, 0),
+trace X = (ε, ε^a) is linear in ε^I with per-neuron coefficients: X[t] = T_j[t] X[t-1] + g ε^I[t] (1, 0),
 T_j[t] = [[a_j[t], 0], [ψ_j[t-1], ρ − β_a ψ_j[t-1]]]. Over a block of K steps t0..t1 this gives, exactly,
 
-    Σ_{t in block} u_t e_ji[t] = (M_j[t0] T_j[t0]) X_ji[t0-1] + γ Σ_t M_j,0[t] ε^I_i[t],
-    X_ji[t1] = (R_j[t0] T_j[t0]) X_ji[t0-1] + γ Σ_t R_j,·0[t] ε^I_i[t],
+    Σ_{t in block} u_t e_ji[t] = (M_j[t0] T_j[t0]) X_ji[t0-1] + g Σ_t M_j,0[t] ε^I_i[t],
+    X_ji[t1] = (R_j[t0] T_j[t0]) X_ji[t0-1] + g Σ_t R_j,·0[t] ε^I_i[t],
 
 with the per-neuron row vectors M[t] = u_t ψ[t] (1, −β_a) + M[t+1] T[t+1] (u = c for A, u = 1 for D) and
 matrices R[t] = R[t+1] T[t+1], R[t1] = 1, found by scanning the K buffered steps of the block backward.
@@ -125,7 +125,7 @@ def hidden_step(i, v, s, adapt, drive, p: LIFParams, beta_a: float, rho: float):
 def readout_kernel(steps: int, kind: str, readout: LIFParams, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """c = F_κᵀ(w), (time,): the logits are z = Σ_t c_t s[t] W_out for the leaky readout κ and time weights w.
 
-    κ is the readout's synapse (β_out) and membrane (α_out, gain γ_out) filter; its adjoint is the same
+    κ is the readout's synapse (β_out) and membrane (α_out, gain g_out) filter; its adjoint is the same
     filters run backward over the T time weights (a fixed vector of T numbers, not a pass over the data).
     """
     w = time_weights(steps, kind, dtype, device).view(1, steps, 1)
@@ -209,7 +209,7 @@ class Eligibility:
         self.eps_a = like.new_zeros(batch, post, pre) if adaptive else None
         self.acc = like.new_zeros(batch, post, pre)
         self.reg = like.new_zeros(post, pre) if with_reg else None
-        self.gain = gain  # γ (LIFParams.gain)
+        self.gain = gain  # g (LIFParams.gain)
 
     def absorb(self, pre: torch.Tensor, blk: PostBlock) -> None:
         (w0, w1), m0 = blk.m_in[0], blk.m0[0]

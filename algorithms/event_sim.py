@@ -5,7 +5,8 @@ spiking neural networks") needs three things from the network, all here:
 
 1. **Spike lists.** The forward pass keeps, per hidden spike k, the sample b_k, neuron n_k, step and
    offset inside the step (so t_k = step·dt + τ_k), and τ_mem V̇⁻ = I⁻ − ϑ at the spike. Two time modes:
-   - `exact`: the continuous-time model that the per-step update of `neuron.py` approximates,
+   - `exact`: the continuous-time model whose values at the step ends the per-step update of `neuron.py`
+     reproduces between spikes (`model.integration=exact`; `held` only approximates it),
          τ_mem V̇ = −V + I,   τ_syn İ = −I,
      input spikes of bin t arrive at t·dt, a hidden spike resets V to V_reset and adds W_rec[n, :] to I
      at once. Between events the flow is closed form (`flow`), V(s) = A e^{−s/τ_mem} − B e^{−s/τ_syn};

@@ -39,9 +39,11 @@ spike times at step ends. `discrete` is the default and the one that trains bett
 one vectorised step per time step, while the exact forward must resolve the spikes of each trial one after the
 other (a recurrent spike changes every later crossing), which makes it 20–100× slower on CPU at SHD activity;
 per epoch both descend the loss alike, and the discrete gradient is taken on the very model that is tested.
-Its price is an approximate gradient: at dt = 1 ms the per-step update (current held over the step) drives
-neurons ~10% harder than the continuous model, so the two modes fire different spikes and their gradients can
-disagree; where they fire the same spikes (dt = 0.1 ms), the cosine is ≥ 0.9 for most networks (tests).
+Its price is an approximate gradient: with `model.integration=exact` the per-step update is the continuous model
+sampled at the step ends, but a discrete spike sits at the end of its step and resets there, lagging the
+continuous spike by up to dt; the lag accumulates along a spike train, so at dt = 1 ms the two modes fire
+different spike trains and their gradients can disagree (`python -m sweeps.eventprop_modes` measures it); where
+they fire the same spikes (dt = 0.1 ms), the cosine is ≥ 0.9 (tests).
 """
 
 from __future__ import annotations

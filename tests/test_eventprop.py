@@ -264,7 +264,7 @@ def cosines(seed: int, kind: str, dt: float, duration: float) -> list[float]:
 
 # networks (seeds of small_network at dt = 0.1 ms, 100 ms) on which both modes fire the same spikes per neuron with
 # τm V̇⁻ ≥ 0.3 at every spike: the first three of seeds 0–24 (test_discrete_comparison_networks_are_the_first_qualifying)
-COMPARABLE = (14, 16, 18)
+COMPARABLE = (2, 11, 14)
 
 
 def comparable(seed: int, dt: float = 1e-4, duration: float = 0.1) -> bool:
@@ -279,13 +279,15 @@ def comparable(seed: int, dt: float = 1e-4, duration: float = 0.1) -> bool:
 @pytest.mark.parametrize("kind", LOSSES)
 def test_discrete_gradient_points_the_way_of_the_exact_gradient(kind):
     """Cosine between the discrete- and exact-mode gradients of each weight tensor, at dt = 0.1 ms on networks
-    where both modes fire the same spikes. (At dt = 1 ms the per-step update, which holds I over the step,
-    drives neurons ~10% harder than the continuous model, so the two fire different spikes; see the README.)"""
+    where both modes fire the same spikes. (At dt = 1 ms each discrete spike lags the continuous one by up to a
+    step and the lag accumulates, so the modes fire different spike trains; `python -m sweeps.eventprop_modes`.)"""
     table = [cosines(seed, kind, 1e-4, 0.1) for seed in COMPARABLE]
     print(kind, [[round(c, 3) for c in row] for row in table])
     flat = sorted(c for row in table for c in row)
     assert min(flat) > 0.5, table  # every tensor, every network: the same half-space
     assert flat[len(flat) // 2] >= 0.9, table  # median
+    if kind != "max":  # max-over-time readouts hinge on one step per class: measured 0.6–1.0 here
+        assert min(flat) >= 0.9, table
 
 
 @pytest.mark.slow
