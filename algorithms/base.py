@@ -63,10 +63,10 @@ def lif_params_from_config(cfg: DictConfig) -> tuple[LIFParams, LIFParams]:
     """Hidden and readout neuron parameters; dt comes from the data config (one clock for all).
 
     `model.backend` (auto | reference | triton | cpu) picks how the recurrence is computed (algorithms/kernels);
-    `model.integration` (exact | held) the input gain γ of a step (neuron.py).
+    `model.integration` (held | exact) the input gain γ of a step (neuron.py).
     """
     m = cfg.model
-    backend, integration = m.get("backend", "auto"), m.get("integration", "exact")
+    backend, integration = m.get("backend", "auto"), m.get("integration", "held")
     hidden = LIFParams(cfg.data.dt, m.tau_mem, m.tau_syn, m.threshold, m.v_reset, backend, integration)
     readout = LIFParams(cfg.data.dt, m.tau_mem_out, m.tau_syn_out, m.threshold, m.v_reset, backend, integration)
     return hidden, readout

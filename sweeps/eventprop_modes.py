@@ -65,18 +65,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(25)), help="small_network seeds")
     ap.add_argument("--duration", type=float, default=0.1, help="trial length in seconds")
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
-    ap.add_argument("--integration", default="exact", choices=["exact", "held"], help="model.integration")
+    ap.add_argument("--integration", nargs="+", default=["held", "exact"], choices=["held", "exact"], help="model.integration")
     args = ap.parse_args(argv)
     print(f"discrete vs exact EventProp gradients; networks {args.seeds[0]}…{args.seeds[-1]} ({len(args.seeds)}), "
-          f"{args.duration * 1e3:g} ms, model.integration={args.integration}")
-    for dt in args.dt:
+          f"{args.duration * 1e3:g} ms")
+    for integration, dt in ((i, dt) for i in args.integration for dt in args.dt):
         for kind in args.losses:
-            rows = [compare(s, kind, dt, args.duration, args.integration) for s in args.seeds]
+            rows = [compare(s, kind, dt, args.duration, integration) for s in args.seeds]
             per = [c for r in rows for c in r[0]]
             whole = [r[1] for r in rows]
             same = [r for r in rows if r[2]]
             same_whole = f"whole on those: {summary([r[1] for r in same])}" if same else ""
-            print(f"dt {dt * 1e3:g} ms  {kind:11s} per tensor: {summary(per)} | whole: {summary(whole)} | "
+            print(f"{integration:5s} dt {dt * 1e3:g} ms  {kind:11s} per tensor: {summary(per)} | whole: {summary(whole)} | "
                   f"same spikes: {len(same)}/{len(rows)} {same_whole}", flush=True)
 
 

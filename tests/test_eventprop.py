@@ -43,8 +43,10 @@ def small_network(seed: int, dt: float, duration: float, kind: str, recurrent: b
     return x, [w_in, w_rec if recurrent else None, w_out]
 
 
-def params(dt: float, v_reset: float = 0.0) -> LIFParams:
-    return LIFParams(dt=dt, tau_mem=20e-3, tau_syn=5e-3, threshold=1.0, v_reset=v_reset)
+def params(dt: float, v_reset: float = 0.0, integration: str = "exact") -> LIFParams:
+    """Exact integration: the per-step model is then the continuous one at the step ends (neuron.py), the setting
+    in which the discrete mode approximates the exact one best (sweeps/eventprop_modes.py)."""
+    return LIFParams(dt=dt, tau_mem=20e-3, tau_syn=5e-3, threshold=1.0, v_reset=v_reset, integration=integration)
 
 
 def task_loss(out: torch.Tensor, kind: str, y: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,8 @@ def python_loop_lif(a, w_rec, p):
     """The issue's equations written out with Python floats, one neuron and one step at a time."""
     batch, steps, hidden = len(a), len(a[0]), len(a[0][0])
     alpha, beta = math.exp(-p.dt / p.tau_mem), math.exp(-p.dt / p.tau_syn)
-    gain = p.tau_syn / (p.tau_syn - p.tau_mem) * (beta - alpha)  # exact integration of the current's decay
+    # input gain: current held over the step, or its decay within the step integrated exactly
+    gain = 1 - alpha if p.integration == "held" else p.tau_syn / (p.tau_syn - p.tau_mem) * (beta - alpha)
     spikes = [[[0.0] * hidden for _ in range(steps)] for _ in range(batch)]
     for b in range(batch):
         i, v, s = [0.0] * hidden, [0.0] * hidden, [0.0] * hidden
@@ -45,7 +46,7 @@ def rk4_membrane_after_one_step(p: LIFParams, i0: float, v0: float, substeps: in
 @pytest.mark.parametrize("taus", [(20e-3, 5e-3), (10e-3, 4e-3), (5e-3, 10e-3), (8e-3, 8e-3)])
 def test_exact_gain_is_the_continuous_membrane_response_over_one_step(taus):
     """U[t] = α V[t−1] + γ I[t] is the continuous model's V after dt when I decays within the step."""
-    p = LIFParams(dt=1e-3, tau_mem=taus[0], tau_syn=taus[1])
+    p = LIFParams(dt=1e-3, tau_mem=taus[0], tau_syn=taus[1], integration="exact")
     assert p.gain == pytest.approx(rk4_membrane_after_one_step(p, 1.0, 0.0), rel=1e-10)
     assert p.alpha * 0.3 + p.gain * 2.0 == pytest.approx(rk4_membrane_after_one_step(p, 2.0, 0.3), rel=1e-10)
     held = LIFParams(dt=1e-3, tau_mem=taus[0], tau_syn=taus[1], integration="held")
@@ -55,7 +56,7 @@ def test_exact_gain_is_the_continuous_membrane_response_over_one_step(taus):
 def test_per_step_membrane_equals_the_continuous_model_at_the_step_ends_without_spikes():
     """Input spikes of bin t arrive at its start; sampled at the step ends, the per-step recurrence (exact
     integration) and the continuous model agree to round-off (threshold out of reach: no spikes)."""
-    p = LIFParams(dt=1e-3, tau_mem=20e-3, tau_syn=5e-3, threshold=1e9, backend="reference")
+    p = LIFParams(dt=1e-3, tau_mem=20e-3, tau_syn=5e-3, threshold=1e9, backend="reference", integration="exact")
     a = torch.rand(2, 30, 3, dtype=torch.float64) * (torch.rand(2, 30, 3) < 0.3)
     _, u = lif_forward(a, None, p)
     v, i = [[0.0] * 3 for _ in range(2)], [[0.0] * 3 for _ in range(2)]
@@ -73,9 +74,10 @@ def test_integration_choice_is_validated_with_the_config_key_in_the_message():
         LIFParams(integration="euler")
 
 
+@pytest.mark.parametrize("integration", ["held", "exact"])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_lif_forward_equals_python_loop_of_the_equations(recurrent):
-    p = LIFParams(dt=1e-3, tau_mem=10e-3, tau_syn=4e-3, threshold=1.0, v_reset=-0.2)
+def test_lif_forward_equals_python_loop_of_the_equations(recurrent, integration):
+    p = LIFParams(dt=1e-3, tau_mem=10e-3, tau_syn=4e-3, threshold=1.0, v_reset=-0.2, integration=integration)
     a = torch.rand(2, 60, 5, dtype=torch.float64) * 3
     w = torch.randn(5, 5, dtype=torch.float64) * 0.5 if recurrent else None
     spikes, _ = lif_forward(a, w, p)

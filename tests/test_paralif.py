@@ -74,7 +74,8 @@ def sequential_layer(x, layer, mode, noise_h, noise_s):
     Eq. 23 (second integration of input + recurrent drive), Eq. 24 (output spikes)."""
     tau_mem, tau_syn, theta, dt = layer.log_tau_mem.exp(), layer.log_tau_syn.exp(), layer.threshold, layer.dt
     alpha, beta = torch.exp(-dt / tau_mem), torch.exp(-dt / tau_syn)
-    gain = tau_syn / (tau_syn - tau_mem) * (beta - alpha)  # the suite's exact input gain (neuron.py)
+    # the suite's input gain γ (neuron.py): held 1 − α, or exact integration of the current's decay
+    gain = 1 - alpha if layer.integration == "held" else tau_syn / (tau_syn - tau_mem) * (beta - alpha)
     a = x @ layer.w_in
     zero = torch.zeros_like(a[:, 0])
     i_ff, v_ff, i_2, v_2 = zero, zero, zero, zero
@@ -97,11 +98,11 @@ def sequential_layer(x, layer, mode, noise_h, noise_s):
     return torch.stack(spikes, 1), torch.stack(vs, 1)
 
 
-def make_layer(mode, recurrent, n_in=5, n_out=6, threshold=None, learn=True, membrane="scan"):
+def make_layer(mode, recurrent, n_in=5, n_out=6, threshold=None, learn=True, membrane="scan", integration="held"):
     spike_fn = SpikeFunction(mode, "fast_sigmoid", 2.0, 0.7)
     if threshold is None:
         threshold = {"D": 0.2, "T": 1.0}[mode[-1]] if len(mode) == 1 else {"D": 0.03, "T": 0.4}.get(mode[-1], 1.0)
-    p = LIFParams(dt=1e-3, tau_mem=12e-3, tau_syn=4e-3, threshold=threshold)
+    p = LIFParams(dt=1e-3, tau_mem=12e-3, tau_syn=4e-3, threshold=threshold, integration=integration)
     layer = ParaLIFLayer(n_in, n_out, recurrent, p, spike_fn, learn, learn, 1.0, 4.0, 1.0, membrane, 16).double()
     with torch.no_grad():  # per-neuron time constants and thresholds, all different
         layer.log_tau_mem.add_(0.5 * torch.randn(n_out, dtype=F64))
@@ -229,13 +230,17 @@ def test_threshold_spikes_and_surrogate_gradient_of_normalised_potential(mode, s
 # ----------------------------------------------------------------------------------------------
 
 
-LAYER_CASES = [(m, r, "scan") for m in SPIKE_MODES for r in (False, True)] + [(m, True, "fft") for m in ("T", "SB")]
+LAYER_CASES = (
+    [(m, r, "scan", "held") for m in SPIKE_MODES for r in (False, True)]
+    + [(m, True, "fft", "held") for m in ("T", "SB")]
+    + [(m, True, membrane, "exact") for m in ("D", "T") for membrane in ("scan", "fft")]  # learnable τ in γ too
+)
 
 
-@pytest.mark.parametrize("mode,recurrent,membrane", LAYER_CASES)
-def test_layer_eqs_22_23_24_equal_step_by_step_form_and_its_autograd_gradients(mode, recurrent, membrane):
+@pytest.mark.parametrize("mode,recurrent,membrane,integration", LAYER_CASES)
+def test_layer_eqs_22_23_24_equal_step_by_step_form_and_its_autograd_gradients(mode, recurrent, membrane, integration):
     torch.manual_seed(2)
-    layer = make_layer(mode, recurrent, membrane=membrane)
+    layer = make_layer(mode, recurrent, membrane=membrane, integration=integration)
     x = (torch.rand(3, 70, 5) < 0.3).to(F64)
     noise = (torch.rand(3, 70, 6, dtype=F64), torch.rand(3, 70, 6, dtype=F64))
     s, v = (y.permute(1, 2, 0) for y in layer(neuron_major(x), tuple(u.permute(2, 0, 1) for u in noise)))
