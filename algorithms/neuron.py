@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -80,7 +81,7 @@ class LIFParams:
         """Synaptic decay per step, β = exp(−dt/τ_syn)."""
         return math.exp(-self.dt / self.tau_syn)
 
-    @property
+    @cached_property
     def gain(self) -> float:
         """Input gain γ per step: U[t] = α V[t-1] + γ I[t] (see the module docstring).
 

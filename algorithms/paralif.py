@@ -420,7 +420,7 @@ class ParaLIFNet(nn.Module):
         tau = lambda value: torch.tensor([value], dtype=spikes.dtype, device=spikes.device)  # noqa: E731
         h = project(self.w_out, spikes)
         v = lif_membrane(h, tau(p.tau_mem), tau(p.tau_syn), p.dt, self.membrane, self.chunk)
-        return v * (p.gain / (1.0 - p.alpha))
+        return v if p.integration == "held" else v * (p.gain / (1.0 - p.alpha))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes of the last hidden layer (batch, time, hidden) and readout voltages (batch, time, classes)

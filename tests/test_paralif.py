@@ -154,9 +154,10 @@ def test_parallel_membrane_gradients_in_input_and_learnable_time_constants_equal
         assert rel_err(x, y) <= 1e-10
 
 
+@pytest.mark.parametrize("integration", ["held", "exact"])
 @pytest.mark.parametrize("method", ["scan", "fft"])
-def test_parallel_readout_equals_the_suites_leaky_readout(method):
-    p = LIFParams(dt=1e-3, tau_mem=20e-3, tau_syn=5e-3)
+def test_parallel_readout_equals_the_suites_leaky_readout(method, integration):
+    p = LIFParams(dt=1e-3, tau_mem=20e-3, tau_syn=5e-3, integration=integration)
     net = ParaLIFNet(4, 7, 3, 1, False, p, p, SpikeFunction("T"), membrane=method, chunk=20).double()
     s = (torch.rand(2, 150, 7, dtype=F64) < 0.2).to(F64)
     assert rel_err(net.readout(neuron_major(s)).permute(1, 2, 0), leaky_readout(s @ net.w_out, p)) <= 1e-10
