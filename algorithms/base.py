@@ -3,7 +3,8 @@
 An algorithm subclasses `SpikingModule` and implements one method, `forward_backward(x, y)`, which
 computes the loss and leaves in each parameter's `.grad` the gradient as that algorithm defines it
 (autograd with surrogate gradients, an adjoint system, eligibility traces, ...). Training therefore uses
-Lightning's manual optimisation: zero the grads, `forward_backward`, step.
+Lightning's manual optimisation: zero the grads, `forward_backward`, step. The run's first training step is
+also measured: its step memory (algorithms/measure.py), logged once per run as `train/step_mem_bytes`.
 """
 
 from __future__ import annotations
@@ -17,25 +18,34 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .losses import Objective
+from .measure import step_memory
 from .network import SNN, InitParams
 from .neuron import LIFParams
 
 
 @dataclass
 class StepOutput:
-    """What one training step reports: loss, logits (batch, classes), hidden spikes per neuron (batch, hidden)."""
+    """What one training step reports: loss, logits (batch, classes), hidden spikes per neuron (batch, hidden).
+
+    Cost figures, when measured: `step_mem_bytes`, the step memory (algorithms/measure.py: peak tensor memory
+    allocated during the step), the suite's memory figure; `saved_bytes`, the bytes saved for backward
+    (saved-tensor hooks; bookkeeping, not memory), kept as a second, labelled figure.
+    """
 
     loss: torch.Tensor
     logits: torch.Tensor
     hidden_counts: torch.Tensor
-    saved_bytes: int | None = None  # memory kept for the backward pass; None: measured by the base class
+    saved_bytes: int | None = None  # saved for backward (hooks); None: counted by the base class's meter
+    step_mem_bytes: int | None = None  # step memory (measure.step_memory); None: not measured
 
 
 class SavedTensorMeter:
-    """Counts the bytes autograd keeps for backward (saved-tensor hooks), parameters excluded.
+    """Counts the bytes of the tensors autograd saves for backward (saved-tensor hooks), parameters excluded.
 
-    Each storage is counted once, however many nodes save it. On CPU this is the memory that training
-    needs beyond the model and the batch's own tensors, which is what the algorithms differ in.
+    Bookkeeping, not memory: it sees only what goes through the graph's saved tensors (`ctx.save_for_backward`
+    and built-in ops), not the temporaries of the forward pass nor the buffers a custom backward pass allocates,
+    and it counts inputs that an operation saves, the batch included (BPTT's `x @ W_in` saves x). Each storage is
+    counted once, however many nodes save it. The suite's memory figure is `algorithms.measure.step_memory`.
     """
 
     def __init__(self, exclude: list[torch.Tensor]) -> None:
@@ -89,6 +99,8 @@ class SpikingModule(L.LightningModule):
         self.automatic_optimization = False
         self.net = self.build_network(cfg)
         self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
+        self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
+        self._step_mem_logged = False
         self._reset_epoch_stats()
 
     # -- what an algorithm provides -------------------------------------------------------------
@@ -121,15 +133,31 @@ class SpikingModule(L.LightningModule):
         """Zero the grads, then return the loss and leave the algorithm's gradient in every `.grad`."""
         for prm in self.parameters():
             prm.grad = None
-        return self._measured_step(x, y).loss
+        return self.measured_step(x, y).loss
 
-    def _measured_step(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    def measured_step(self, x: torch.Tensor, y: torch.Tensor, memory: bool = False) -> StepOutput:
+        """`forward_backward` with its cost figures: `saved_bytes` always, `step_mem_bytes` when `memory`.
+
+        The step memory (measure.step_memory) counts what the step allocates beyond what exists before it, so
+        set the grads to None first (as training does) for the gradients to be counted alike for every algorithm.
+        """
         meter = SavedTensorMeter(exclude=list(self.parameters()))
-        with meter:
-            out = self.forward_backward(x, y)
+
+        def step() -> StepOutput:
+            with meter:
+                return self.forward_backward(x, y)
+
+        if memory:
+            measured = step_memory(step, x.device)
+            out = measured.value
+            out.step_mem_bytes = measured.peak_bytes
+        else:
+            out = step()
         if out.saved_bytes is None:
             out.saved_bytes = meter.bytes
         return out
+
+    _measured_step = measured_step  # the former private name, still used by tests/test_eventprop.py
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Loss and logits without gradients (validation and test)."""
@@ -156,7 +184,10 @@ class SpikingModule(L.LightningModule):
         x, y = batch
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
-        out = self._measured_step(x, y)
+        # the run's first training step is measured: its step memory, logged once (on_train_epoch_end)
+        out = self.measured_step(x, y, memory=self._step_mem_bytes is None)
+        if out.step_mem_bytes is not None:
+            self._step_mem_bytes, self._step_mem_logged = out.step_mem_bytes, False
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
                 f"loss is {out.loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
@@ -219,8 +250,8 @@ class SpikingModule(L.LightningModule):
             "samples_per_s": n / max(wall, 1e-9),
         }
         if stage == "train":
-            stats["saved_bytes"] = float(st["saved"])
-            if self.device.type == "cuda":
+            stats["saved_bytes"] = float(st["saved"])  # saved for backward (hooks; bookkeeping, not memory)
+            if self.device.type == "cuda":  # the process's allocator peak: model, optimiser and batch included
                 stats["gpu_peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
         return stats
 
@@ -239,6 +270,9 @@ class SpikingModule(L.LightningModule):
         self.epoch_hidden_counts = self._stats["train"]["counts"]
         for k, v in self._epoch_stats("train").items():
             self.log(f"train/{k}", v)
+        if self._step_mem_bytes is not None and not self._step_mem_logged:
+            self.log("train/step_mem_bytes", float(self._step_mem_bytes))  # once per run
+            self._step_mem_logged = True
         sched = self.lr_schedulers()
         if sched is not None:
             sched.step()

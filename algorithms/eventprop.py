@@ -54,7 +54,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
-from .event_sim import Spikes, adjoint_sweep, discrete_spikes, exact_spikes, psp_kernel
+from .event_adjoint import adjoint_sweep
+from .event_sim import InputSpikes, Spikes, discrete_spikes, exact_spikes, psp_kernel
 from .losses import READOUTS, spike_count_regulariser, time_weights
 from .neuron import LIFParams, exp_filter
 
@@ -70,6 +71,7 @@ class Setup:
     kind: str
     exact: bool
     vdot_floor: float
+    block: int = 64  # steps of input read (and of λ_I held) at a time: memory O(block × batch × hidden)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,9 +111,19 @@ def impulse_response_discrete(steps: int, p: LIFParams, dtype: torch.dtype, devi
     return (p.gain * exp_filter(exp_filter(d, p.beta), p.alpha)).view(steps)
 
 
-def discrete_readout(spikes: torch.Tensor, w_out: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """V_out and I_out of the per-step readout (neuron.leaky_readout), (batch, time, classes)."""
-    i = exp_filter(spikes @ w_out, p.beta)
+def discrete_readout(spk: Spikes, batch: int, steps: int, w_out: torch.Tensor, p: LIFParams, chunk: int = 64
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """V_out and I_out of the per-step readout (neuron.leaky_readout) driven by the listed hidden spikes,
+    (batch, time, classes): the readout input Σ_k W_out[n_k] is scattered per (sample, step), `chunk` steps of
+    spikes at a time (temporaries O(spikes of a chunk × classes))."""
+    h = w_out.new_zeros(batch * steps, w_out.shape[1])
+    ptr = spk.ptr()
+    for t0 in range(0, steps, chunk):
+        t1 = min(steps, t0 + chunk)
+        lo, hi = ptr[t0], ptr[t1]
+        flat = spk.flat[lo:hi].long()
+        h.index_add_(0, (flat // spk.hidden) * steps + spk.steps_of(t0, t1), w_out.index_select(0, flat % spk.hidden))
+    i = exp_filter(h.view(batch, steps, -1), p.beta)
     return p.gain * exp_filter(i, p.alpha), i
 
 
@@ -124,66 +136,61 @@ class EventPropFunction(torch.autograd.Function):
     """(W_in, W_rec, W_out, x) → (readout output (batch, classes), spike counts (batch, hidden)).
 
     The readout output is the logits z for sum/sum_exp/max and the first output spike times for first_spike.
-    Everything kept for backward goes through `ctx.save_for_backward` (so the base class's meter sees it).
+    Kept for backward: the input spikes, the hidden spikes (flat index, τ_mem V̇⁻, and τ in exact mode), spikes per
+    step, and a (batch, hidden) or (batch, classes) summary of the readout.
     """
 
     @staticmethod
     def forward(ctx, w_in, w_rec, w_out, x, setup: Setup):  # type: ignore[override]
         batch, steps, n_in = x.shape
-        hidden, n_out = w_in.shape[1], w_out.shape[1]
+        hidden = w_in.shape[1]
         p, po, kind = setup.hidden, setup.readout, setup.kind
         total = steps * p.dt
-        flat = x.reshape(batch * steps, n_in)
-        x_idx = flat.nonzero().T
-        x_val = flat[x_idx[0], x_idx[1]]
-        x_sp = torch.sparse_coo_tensor(
-            x_idx, x_val, (batch * steps, n_in), check_invariants=False, is_coalesced=True
-        )
-        a = torch.sparse.mm(x_sp, w_in).view(batch, steps, hidden)  # W_in x[t], input spikes only
+        dtype, dev = w_in.dtype, w_in.device
+        inp = InputSpikes.from_frames(x, setup.block)
 
         if setup.exact:
             spk, trace = exact_spikes(
-                a, w_rec, p, w_out, po, track_readout=kind == "max", first_spike=kind == "first_spike"
+                inp, w_in, w_rec, p, w_out, po, track_readout=kind == "max", first_spike=kind == "first_spike"
             )
         else:
-            spk, dense = discrete_spikes(a, w_rec, p)
-        counts = spk.counts(batch, hidden, a.dtype)
+            spk = discrete_spikes(inp, w_in, w_rec, p)
+        counts = spk.counts(batch, dtype)
 
         if kind in ("sum", "sum_exp"):
             if setup.exact:
                 k, _ = linear_kernel_exact(spk.times(p.dt), kind, total, po)
             else:
-                k = linear_kernel_discrete(steps, kind, po, a.dtype, a.device)[0][spk.step]
-            acc = torch.zeros(batch * hidden, dtype=a.dtype, device=a.device)
-            acc.index_add_(0, spk.b * hidden + spk.n, k)
+                k = linear_kernel_discrete(steps, kind, po, dtype, dev)[0].repeat_interleave(spk.step_counts)
+            acc = torch.zeros(batch * hidden, dtype=dtype, device=dev).index_add_(0, spk.flat, k)
             summary = acc.view(batch, hidden)  # A[b, n] = Σ_k K(t_k): z = A W_out
             out = summary @ w_out
             extra = summary.new_zeros(0)
         elif kind == "max":
-            v_out = trace.v_out if setup.exact else discrete_readout(dense, w_out, po)[0]
+            v_out = trace.v_out if setup.exact else discrete_readout(spk, batch, steps, w_out, po)[0]
             idx = v_out.argmax(1)
             out = v_out.gather(1, idx[:, None]).squeeze(1)
-            summary = (idx + 1).to(a.dtype) * p.dt if setup.exact else idx.to(a.dtype)  # t* (s) or its step
+            summary = (idx + 1).to(dtype) * p.dt if setup.exact else idx.to(dtype)  # t* (s) or its step
             extra = summary.new_zeros(0)
         else:  # first_spike
             if setup.exact:
                 first, imt = trace.first_time, trace.first_i_minus_theta
             else:
-                v_out, i_out = discrete_readout(dense, w_out, po)
+                v_out, i_out = discrete_readout(spk, batch, steps, w_out, po)
                 above = v_out >= po.threshold
                 idx = above.to(torch.uint8).argmax(1)
                 fired = above.any(1)
-                never = torch.full(fired.shape, float("inf"), dtype=a.dtype, device=a.device)
-                first = torch.where(fired, (idx + 1).to(a.dtype) * p.dt, never)
+                never = torch.full(fired.shape, float("inf"), dtype=dtype, device=dev)
+                first = torch.where(fired, (idx + 1).to(dtype) * p.dt, never)
                 imt = i_out.gather(1, idx[:, None]).squeeze(1) - po.threshold
             out = torch.where(torch.isfinite(first), first, torch.full_like(first, total))
             summary, extra = first, imt
 
-        i32 = torch.int32
+        none = spk.i_minus_theta.new_zeros(0)
         ctx.save_for_backward(
-            x_idx.to(i32), x_val, spk.b.to(i32), spk.n.to(i32), spk.step.to(i32),
-            spk.tau if setup.exact else spk.tau.new_zeros(0), spk.i_minus_theta,  # discrete: every tau is dt
-            spk.groups.to(i32) if setup.exact else spk.groups.new_zeros(0, 3), summary, extra, w_rec, w_out,
+            inp.row, inp.ch, inp.val, spk.flat.int(), spk.step_counts, spk.i_minus_theta,
+            none if spk.tau is None else spk.tau, none.long() if spk.groups is None else spk.groups,
+            summary, extra, w_in, w_rec, w_out,
         )
         ctx.setup, ctx.shape = setup, (batch, steps, n_in, hidden)
         ctx.has_rec = w_rec is not None
@@ -191,64 +198,85 @@ class EventPropFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, g_counts):  # type: ignore[override]
-        x_idx, x_val, b, n, step, tau, imt, groups, summary, extra, w_rec, w_out = ctx.saved_tensors
+        row, ch, val, flat, step_counts, imt, tau, groups, summary, extra, w_in, w_rec, w_out = ctx.saved_tensors
         setup = ctx.setup
         batch, steps, n_in, hidden = ctx.shape
-        p, po, kind = setup.hidden, setup.readout, setup.kind
-        total = steps * p.dt
-        b, n, step = b.long(), n.long(), step.long()
-        tau = tau if setup.exact else torch.full_like(imt, p.dt)
-        spk = Spikes(b, n, step, tau, imt, groups.long())
-        t_k = spk.times(p.dt)
+        exact = setup.exact
+        spk = Spikes(flat, hidden, step_counts, imt, tau if exact else None, groups if exact else None)
         w_rec = w_rec if ctx.has_rec else None
+        terms = JumpTerms(spk, setup, steps, g_out, g_counts, summary, extra, w_out)
+        inp = InputSpikes(row, ch, val, (batch, steps, n_in), setup.block)
+        g_w_in, g_w_rec = adjoint_sweep(spk, terms, inp, w_in, w_rec, setup.hidden, exact)
+        return g_w_in, g_w_rec, terms.g_w_out, None, None
 
-        # readout: dL/dW_out and its share c_k of each hidden jump
+
+class JumpTerms:
+    """What the loss and the readout add to the jump of each hidden spike, c_k, with 1/(τ_mem V̇⁻), computed for
+    the spikes of one block of steps at a time (`__call__`), and dL/dW_out (`g_w_out`).
+
+    - sum, sum_exp: c_k = K′(t_k) (∂L/∂z W_outᵀ)[b_k, n_k];  dL/dW_out = Aᵀ ∂L/∂z (A the forward's summary).
+    - max, first_spike: a point readout at t*_c with weight ω_c (max: ∂L/∂z_c; first spike: −(∂L/∂t_c)/V̇_c):
+      c_k = Σ_c ω_c W_out[n_k, c] ∂h(t*_c − t_k)/∂t_k, and dL/dW_out[n_k, c] += ω_c h(t*_c − t_k).
+    - regulariser: c_k −= ∂L/∂N[b_k, n_k] / T  (∂N_j/∂t_k := −1/T).
+    """
+
+    def __init__(self, spk: Spikes, setup: Setup, steps: int, g_out, g_counts, summary, extra, w_out) -> None:
+        self.spk, self.setup, self.steps = spk, setup, steps
+        p, po, kind = setup.hidden, setup.readout, setup.kind
+        self.total = steps * p.dt
+        self.g_counts, self.summary, self.w_out = g_counts, summary, w_out
+        dtype, dev = w_out.dtype, w_out.device
         if kind in ("sum", "sum_exp"):
-            if setup.exact:
-                _, k_dot = linear_kernel_exact(t_k, kind, total, po)
-            else:
-                k_dot = linear_kernel_discrete(steps, kind, po, tau.dtype, tau.device)[1][step]
-            g_w_out = summary.T @ g_out
-            coef = k_dot * (g_out @ w_out.T)[b, n]
+            self.g_w_out = summary.T @ g_out
+            self.g_hidden = g_out @ w_out.T  # (batch, hidden)
+            if not setup.exact:
+                self.k_dot = linear_kernel_discrete(steps, kind, po, dtype, dev)[1]
         else:
+            self.g_w_out = torch.zeros_like(w_out)
             if kind == "max":
-                weight = g_out
+                self.weight = g_out
             else:  # a crossing at t_c moves by −δV/V̇: a point readout with weight −(∂L/∂t_c)/V̇_c
                 fired = torch.isfinite(summary)
-                weight = torch.where(fired, -g_out * po.tau_mem / extra.clamp_min(1e-12), torch.zeros_like(g_out))
+                self.weight = torch.where(fired, -g_out * po.tau_mem / extra.clamp_min(1e-12), torch.zeros_like(g_out))
+            if not setup.exact:
+                f = impulse_response_discrete(steps, po, dtype, dev)
+                self.f, self.fp = f, torch.cat([f.new_zeros(1), f, f.new_zeros(1)])
+
+    def __call__(self, lo: int, hi: int, t0: int, t1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c_k, 1/(τ_mem V̇⁻)) of spikes [lo, hi), the spikes of steps [t0, t1)."""
+        spk, setup, p, po = self.spk, self.setup, self.setup.hidden, self.setup.readout
+        flat = spk.flat[lo:hi].long()
+        step = spk.steps_of(t0, t1)
+        if setup.kind in ("sum", "sum_exp"):
             if setup.exact:
-                d = summary[b] - t_k[:, None]  # time from spike to readout point, (K, classes)
+                k_dot = linear_kernel_exact(spk.times(p.dt, lo, hi, step), setup.kind, self.total, po)[1]
+            else:
+                k_dot = self.k_dot[step]
+            coef = k_dot * self.g_hidden.view(-1).take(flat)
+        else:
+            b, n = flat // spk.hidden, flat % spk.hidden
+            if setup.exact:
+                d = self.summary[b] - spk.times(p.dt, lo, hi, step)[:, None]  # spike to readout point, (K, classes)
                 after = d > 0
                 h, h_dot = psp_kernel(d.clamp_min(0.0), po)
                 resp, resp_dt = h * after, -h_dot * after
             else:
-                f = impulse_response_discrete(steps, po, tau.dtype, tau.device)
-                fp = torch.cat([f.new_zeros(1), f, f.new_zeros(1)])
-                if kind == "max":  # summary: the step of the maximum
-                    d = summary[b].long()
+                if setup.kind == "max":  # summary: the step of the maximum
+                    d = self.summary[b].long()
                 else:  # summary: first spike time (t+1)·dt, or +inf
-                    d = torch.round((summary[b] / p.dt).nan_to_num(posinf=-1.0)).long() - 1
+                    d = torch.round((self.summary[b] / p.dt).nan_to_num(posinf=-1.0)).long() - 1
                 d = d - step[:, None]
                 after = d >= 0
-                dc = d.clamp(0, steps - 1)
-                resp = f[dc] * after
-                resp_dt = (fp[dc] - fp[dc + 2]) / (2 * p.dt) * after
-            wk = weight[b] * resp
-            g_w_out = torch.zeros_like(w_out).index_add_(0, n, wk)
-            coef = (weight[b] * w_out[n] * resp_dt).sum(1)
-        coef = coef - g_counts[b, n] / total  # regulariser: ∂N_j/∂t_k := −1/T
-
-        vdot = imt.clamp_min(setup.vdot_floor) if setup.vdot_floor > 0 else imt
-        li_steps, li_at_spikes = adjoint_sweep(spk, coef, 1.0 / vdot, w_rec, p, batch, steps, hidden, setup.exact)
-
-        x_sp = torch.sparse_coo_tensor(
-            x_idx.long(), x_val, (batch * steps, n_in), check_invariants=False, is_coalesced=True
-        )
-        g_w_in = -p.tau_syn * torch.sparse.mm(x_sp.t(), li_steps.view(batch * steps, hidden))
-        g_w_rec = None
-        if w_rec is not None:
-            g_w_rec = -p.tau_syn * li_at_spikes
-        return g_w_in, g_w_rec, g_w_out, None, None
+                dc = d.clamp(0, self.steps - 1)
+                resp = self.f[dc] * after
+                resp_dt = (self.fp[dc] - self.fp[dc + 2]) / (2 * p.dt) * after
+            wb = self.weight[b]
+            self.g_w_out.index_add_(0, n, wb * resp)
+            coef = (wb * self.w_out.index_select(0, n) * resp_dt).sum(1)
+        coef = coef - self.g_counts.view(-1).take(flat) / self.total  # regulariser: ∂N_j/∂t_k := −1/T
+        vdot = spk.i_minus_theta[lo:hi]
+        vdot = vdot.clamp_min(setup.vdot_floor) if setup.vdot_floor > 0 else vdot
+        return coef, 1.0 / vdot
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,8 +300,11 @@ class EventProp(SpikingModule):
         for key in ("vdot_floor", "silent_lift", "first_spike_alpha"):
             if a[key] < 0:
                 raise ValueError(f"algorithm.{key} must be >= 0, got {a[key]}")
+        if not a.block_steps >= 1:
+            raise ValueError(f"algorithm.block_steps must be >= 1, got {a.block_steps}")
         self.setup_ = Setup(
-            self.net.hidden, self.net.readout_params, self.cfg.loss.kind, a.time_mode == "exact", float(a.vdot_floor)
+            self.net.hidden, self.net.readout_params, self.cfg.loss.kind, a.time_mode == "exact", float(a.vdot_floor),
+            int(a.block_steps),
         )
 
     # -- forward: readout output and spike counts through the EventProp node ----------------------
@@ -320,9 +351,10 @@ class EventProp(SpikingModule):
         net = self.net
         x = x.to(net.w_in.dtype)
         spk, trace = exact_spikes(
-            net.drive(x), net.w_rec, net.hidden, net.w_out, net.readout_params, track_readout=True
+            InputSpikes.from_frames(x, self.setup_.block), net.w_in, net.w_rec, net.hidden, net.w_out, net.readout_params,
+            track_readout=True,
         )
-        return spk.dense(x.shape[0], x.shape[1], net.n_hidden, x.dtype), trace.v_out
+        return spk.dense(x.shape[0], x.shape[1], x.dtype), trace.v_out
 
     # -- the silent-neuron remedy -----------------------------------------------------------------
 

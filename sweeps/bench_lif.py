@@ -4,8 +4,8 @@
     python -m sweeps.bench_lif --steps 500 --hidden 512 --feedforward
 
 Four timings of one training step (loss and every parameter's gradient; no optimiser update), each the
-fastest of --repeats runs, taken round-robin in one process so that load from other processes hits all alike;
-wall-clock and CPU time (on a shared machine the CPU time of a single-threaded run, --threads 1, is the
+median of about --repeats timed runs after a warm-up (algorithms/measure.step_time), on the wall clock and on
+the CPU clock of this process (on a shared machine the CPU time of a single-threaded run, --threads 1, is the
 steadier number):
 
 - fast: BPTT with `model.backend=auto` (on CPU the compiled C++ loop, algorithms/kernels/cpu_lif.py).
@@ -23,18 +23,13 @@ The issue's bar: fast ≤ 3 × products and eager ≥ 3 × fast.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from algorithms import build_module  # noqa: E402
-from algorithms.neuron import lif_reference  # noqa: E402
-from train import compose_config  # noqa: E402
+from algorithms import build_module
+from algorithms.measure import step_time
+from algorithms.neuron import lif_reference
+from train import compose_config
 
 
 def make_module(backend: str, args: argparse.Namespace):
@@ -75,13 +70,6 @@ def products_step(x: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor | Non
     x.reshape(-1, x.shape[2]).T @ a.reshape(-1, hidden)  # dL/dW_in = xᵀ g_I
 
 
-def timed(fn) -> tuple[float, float]:
-    """Wall-clock and CPU seconds of fn() (CPU time: all threads of this process; robust to other load)."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - w0, time.process_time() - c0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=1000)
@@ -90,8 +78,8 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=700)
     ap.add_argument("--density", type=float, default=0.01, help="input spikes per channel and step")
     ap.add_argument("--feedforward", action="store_true", help="no recurrent weights")
-    ap.add_argument("--repeats", type=int, default=3, help="runs of fast, loop and products (fastest kept)")
-    ap.add_argument("--eager-repeats", type=int, default=1, help="runs of the unrolled autograd step (slow)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of fast, loop and products (median kept)")
+    ap.add_argument("--eager-repeats", type=int, default=1, help="timed runs of the unrolled autograd step (slow)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -114,13 +102,12 @@ def main() -> None:
         "products": lambda: products_step(x, fast.net.w_in.detach(), w_rec, rate),
         "eager": lambda: eager_step(loop, x, y),
     }
-    wall = {k: float("inf") for k in runs}
-    cpu = dict(wall)
-    for r in range(max(args.repeats, args.eager_repeats)):
-        for name, fn in runs.items():
-            if r < (args.eager_repeats if name == "eager" else args.repeats):
-                w, c = timed(fn)
-                wall[name], cpu[name] = min(wall[name], w), min(cpu[name], c)
+    wall, cpu = {}, {}
+    threads = torch.get_num_threads()
+    for name, fn in runs.items():
+        n = args.eager_repeats if name == "eager" else args.repeats
+        wall[name] = step_time(fn, threads=threads, runs=n, clock="wall").median_s
+        cpu[name] = step_time(fn, threads=threads, runs=n, clock="cpu").median_s
 
     kind = "feed-forward" if args.feedforward else "recurrent"
     print(f"BPTT training step, {kind}, hidden {args.hidden}, batch {args.batch}, T = {args.steps}, "

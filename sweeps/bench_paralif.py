@@ -3,7 +3,8 @@
     python -m sweeps.bench_paralif                       # hidden 256, batch 32, T = 100 500 1000
     python -m sweeps.bench_paralif --recurrent --steps 1000
 
-For each sequence length T, measured in this one run on this machine (median of --repeats after a warm-up):
+For each sequence length T, measured in this one run on this machine (median wall seconds of about --repeats
+timed calls after a warm-up, algorithms/measure.step_time):
   paralif   one training step of algorithm=paralif: forward + backward (`loss_and_grads`), no optimiser update
   proj      its input projection alone: forward + backward (weight gradient) of the (batch·T, inputs) × (inputs,
             hidden) product, the part of the step that no neuron model can avoid
@@ -15,26 +16,22 @@ and the ratios paralif/proj (the cost of the parallel neuron on top of the produ
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from algorithms import build_module
+from algorithms.measure import step_time
 from train import compose_config
 
 
 def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, FFT plans)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median wall seconds of fn() at this process's torch threads (warm-up first: allocations, FFT plans)."""
+    return step_time(fn, threads=torch.get_num_threads(), runs=repeats).median_s
 
 
-def step_time(algorithm: str, args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, *extra: str) -> float:
+def training_step_time(
+    algorithm: str, args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor, *extra: str
+) -> float:
     cfg = compose_config(
         [
             *extra,
@@ -89,11 +86,11 @@ def main(argv: list[str] | None = None) -> None:
     for steps in args.steps:
         x = (torch.rand(args.batch, steps, args.inputs) < args.rate).float()
         y = torch.randint(0, 20, (args.batch,))
-        t_para = step_time("paralif", args, x, y)
+        t_para = training_step_time("paralif", args, x, y)
         t_proj = projection_time(args, x)
         row = f"{steps:>6} {t_para:>10.4f} {t_proj:>10.4f} {t_para / t_proj:>13.2f}"
         for b in backends:
-            t_bptt = step_time("bptt", args, x, y, f"model.backend={b}")
+            t_bptt = training_step_time("bptt", args, x, y, f"model.backend={b}")
             row += f" {t_bptt:>16.4f} {t_bptt / t_para:>22.2f}"
         print(row, flush=True)
 

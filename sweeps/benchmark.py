@@ -14,12 +14,14 @@ its keys; every other argument is a train.py override applied to every cell afte
                 on the test set. Folder results/<name>/cells/<algorithm>-h<hidden>-<ff|rec>-s<seed>/.
   scaling       one training step (the algorithm's `forward_backward`, gradients included) on random input
                 spikes at each number of time steps (hidden size fixed) and at each hidden size (steps fixed):
-                wall and CPU seconds, bytes autograd keeps for backward, peak RSS, GPU allocator peak.
+                median wall seconds (measure.step_time), step memory (measure.step_memory), and as cross-checks
+                the peak RSS growth of the cell process's first full-length step and the bytes saved for backward.
   architecture  the table's accuracy cell over hidden sizes × feed-forward / recurrent (cells that coincide
                 with the table's are shared).
 
 Each cell runs in its own child process (`benchmark.isolate`: fork on CPU, spawn when CUDA is present, none =
-in this process), so that the peak RSS is the cell's own and a crash or out-of-memory kill loses only that cell;
+in this process), so that process-level figures are the cell's own and a crash or out-of-memory kill loses only
+that cell;
 the parent prints each cell, each epoch's validation accuracy and an ETA. A cell whose cell.yaml holds the same
 resolved config is skipped: rerunning the command resumes (a cell whose training finished but whose metrics
 did not is not retrained). Every cell is seeded (`seed`, through L.seed_everything in train.run): on CPU the
@@ -39,7 +41,6 @@ import math
 import multiprocessing as mp
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -235,12 +236,6 @@ def scaling_cell(b: DictConfig, base: list[str], algorithm: str, steps: int, hid
 # ----------------------------------------------------------------------------------------------
 
 
-def peak_rss_bytes() -> float:
-    """The process's peak resident set size (Linux reports kB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(peak if sys.platform == "darwin" else peak * 1024)
-
-
 def read_curve(metrics_csv: Path) -> dict[str, list[float]]:
     """Per-epoch val/acc, train/epoch_s, train/samples_per_s from Lightning's metrics.csv."""
     keys = {"val/acc": "val_acc", "train/epoch_s": "epoch_s", "train/samples_per_s": "samples_per_s"}
@@ -299,6 +294,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
 
     import train
     from algorithms import build_module, get_algorithm
+    from algorithms.measure import peak_rss_bytes
     from sweeps import neurobench
 
     cfg = compose_config([*cell.overrides, f"output_dir={cell_dir}"])
@@ -319,7 +315,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         results = train.run(cfg, callbacks=[EpochProgress()])
         wall = time.perf_counter() - t0
         results["cpu_s"] = time.process_time() - c0
-    rss = peak_rss_bytes()
+    rss = float(peak_rss_bytes())  # the cell process's, imports and data included: not an algorithm figure
     curve = read_curve(cell_dir / "metrics.csv")
     module = build_module(cfg)
     ckpt = cell_dir / "checkpoints" / "best.ckpt"
@@ -342,9 +338,10 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         "samples_per_s": float(np.nanmean(curve["samples_per_s"])) if curve["samples_per_s"] else float("nan"),
         "train_wall_s": wall if math.isfinite(wall) else float(np.nansum(curve["epoch_s"])),
         "train_cpu_s": float(results.get("cpu_s", float("nan"))),
-        "saved_bytes": float(results.get("train/saved_bytes", float("nan"))),
-        "peak_rss_bytes": rss if not reuse else float("nan"),
-        "gpu_peak_bytes": float(results.get("train/gpu_peak_bytes", float("nan"))),
+        "step_mem_bytes": float(results.get("train/step_mem_bytes", float("nan"))),  # the run's first step
+        "saved_bytes": float(results.get("train/saved_bytes", float("nan"))),  # saved for backward (hooks)
+        "process_peak_rss_bytes": rss if not reuse else float("nan"),
+        "process_gpu_peak_bytes": float(results.get("train/gpu_peak_bytes", float("nan"))),
         "rate_hz": float(results.get("test/rate_hz", float("nan"))) if spiking else float("nan"),
         **nb,
     }
@@ -352,12 +349,13 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
 
 
 def run_scaling(cell: Cell, cell_dir: Path) -> dict[str, Any]:
-    """Seconds, bytes kept for backward and peak memory of one training step at (steps, hidden)."""
+    """Step time, step memory and the cross-checks of one training step at (steps, hidden) (algorithms/measure.py)."""
     import lightning as L
     import torch
 
     from algorithms import build_module
-    from algorithms.base import SavedTensorMeter, input_size
+    from algorithms.base import input_size
+    from algorithms.measure import peak_rss_growth, step_time
 
     cfg = compose_config(cell.overrides)
     L.seed_everything(int(cfg.seed), verbose=False)
@@ -369,35 +367,22 @@ def run_scaling(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     p = info["input_rate_hz"] * float(cfg.data.dt)
     x = (torch.rand(info["batch"], info["steps"], input_size(cfg), generator=g) < p).float().to(device)
     y = torch.randint(int(cfg.data.n_classes), (info["batch"],), generator=g).to(device)
-    params = list(module.parameters())
 
-    def step() -> int:
-        for prm in params:
+    def step(memory: bool = False, frames=x):
+        for prm in module.parameters():
             prm.grad = None
-        meter = SavedTensorMeter(exclude=params)
-        with meter:
-            out = module.forward_backward(x, y)
-        if cuda:
-            torch.cuda.synchronize()
-        return int(out.saved_bytes if out.saved_bytes is not None else meter.bytes)
+        return module.measured_step(frames, y, memory=memory)
 
-    step()  # warm-up: kernel compilation, allocator
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    times, cpu = [], []
-    for _ in range(info["repeats"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        saved = step()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    step_s = float(np.median(times))
+    step(frames=x[:, : min(10, info["steps"])].contiguous())  # small warm-up: libraries, thread pools, kernels
+    rss = peak_rss_growth(step)  # the process's first full step: the cross-check (meaningful in a fresh process)
+    out = step(memory=True)
+    timed = step_time(step, threads=torch.get_num_threads(), runs=info["repeats"])
     row = {
-        "step_s": step_s,
-        "step_cpu_s": float(np.median(cpu)),
-        "samples_per_s": info["batch"] / step_s,
-        "saved_bytes": float(saved),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "gpu_peak_bytes": float(torch.cuda.max_memory_allocated()) if cuda else float("nan"),
+        "step_s": timed.median_s,
+        "samples_per_s": info["batch"] / timed.median_s,
+        "step_mem_bytes": float(out.step_mem_bytes),
+        "saved_bytes": float(out.saved_bytes),
+        "step_rss_growth_bytes": float(rss) if not cuda else float("nan"),
     }
     return {"row": row}
 
@@ -598,9 +583,7 @@ TABLE_COLUMNS = [  # (csv key, header, scale, format)
     ("epochs", "Epochs", 1.0, ".0f"),
     ("epoch_s", "Time / epoch (s)", 1.0, ".3g"),
     ("samples_per_s", "Samples / s", 1.0, ".3g"),
-    ("saved_bytes", "Kept for backward (MB)", 1e-6, ".3g"),
-    ("peak_rss_bytes", "Peak RSS (MB)", 1e-6, ".4g"),
-    ("gpu_peak_bytes", "GPU peak (MB)", 1e-6, ".4g"),
+    ("step_mem_bytes", "Step memory (MB)", 1e-6, ".3g"),
     ("rate_hz", "Hidden rate (Hz)", 1.0, ".3g"),
     ("activation_sparsity", "Activation sparsity", 1.0, ".3f"),
     ("synops_effective_acs", "SynOps Effective_ACs", 1.0, ".3g"),
@@ -610,9 +593,20 @@ TABLE_COLUMNS = [  # (csv key, header, scale, format)
     ("connection_sparsity", "Connection sparsity", 1.0, ".3f"),
 ]
 ID_COLUMNS = ["algorithm", "hidden", "recurrent", "seed"]
+EXTRA_COLUMNS = ["train_wall_s", "train_cpu_s", "saved_bytes", "process_peak_rss_bytes", "process_gpu_peak_bytes"]
 IDENTITY = ("hidden", "recurrent", "seed", "steps", "batch", "table_steps", "table_hidden")  # copied from a cell's info
-SCALING_COLUMNS = ["algorithm", "steps", "hidden", "batch", "step_s", "step_cpu_s", "samples_per_s", "saved_bytes",
-                   "peak_rss_bytes", "gpu_peak_bytes"]
+SCALING_COLUMNS = ["algorithm", "steps", "hidden", "batch", "step_s", "samples_per_s", "step_mem_bytes", "saved_bytes",
+                   "step_rss_growth_bytes"]
+
+
+MEMORY_NOTE = (
+    "Accuracies: mean ± sample standard deviation over seeds; other columns: means. Step memory: the peak of tensor "
+    "memory allocated during the run's first training step (untrained weights, a real batch) beyond what existed "
+    "before it (parameters, optimiser state and the batch excluded alike; algorithms/measure.py: PyTorch's "
+    "allocation events on CPU, the allocator's peak on CUDA). results.csv also holds the bytes saved for backward "
+    "(saved-tensor hooks; bookkeeping, not memory) and the cell process's peak RSS (imports and data included; not "
+    "an algorithm figure). SynOps: per sample, NeuroBench's definitions (sweeps/neurobench.py), on the test set."
+)
 
 
 def collect(out: Path, cells: list[Cell]) -> list[dict[str, Any]]:
@@ -733,11 +727,9 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], table: list[C
     rows = collect(out, table)
     summ = summary(rows, algorithms)
     if "table" in b.phases:
-        write_csv(out / "results.csv", rows, ID_COLUMNS + [k for k, *_ in TABLE_COLUMNS] + ["train_wall_s", "train_cpu_s"])
+        write_csv(out / "results.csv", rows, ID_COLUMNS + [k for k, *_ in TABLE_COLUMNS] + EXTRA_COLUMNS)
         text = [f"# Benchmark `{b.name}`", "", header, "", markdown_table(summ), ""]
-        text.append("Accuracies: mean ± sample standard deviation over seeds; other columns: means. Memory: bytes autograd "
-                    "keeps for backward (parameters excluded), the cell process's peak RSS, the GPU allocator's peak. "
-                    "SynOps: per sample, NeuroBench's definitions (sweeps/neurobench.py), on the test set.")
+        text.append(MEMORY_NOTE)
         if failures:
             text += ["", "Failed cells:", ""] + [f"- `{k}`: {v}" for k, v in failures.items()]
         (out / "table.md").write_text("\n".join(text) + "\n")

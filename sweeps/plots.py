@@ -4,7 +4,6 @@ table as a figure. Each function takes the rows of the CSV files it plots and wr
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,11 @@ def accuracy_vs_time(path: Path, rows: list[dict], algorithms: list[str]) -> Non
 
 
 def scaling(path: Path, rows: list[dict], algorithms: list[str], x_key: str, fixed_key: str, fixed: dict[str, int]) -> None:
-    """Step time and memory (kept for backward; GPU peak where measured) against x_key at each algorithm's
-    fixed value of fixed_key; log-log."""
+    """Step time and step memory (algorithms/measure.py: peak tensor memory allocated during the step) against
+    x_key at each algorithm's fixed value of fixed_key; log-log."""
     plt = _pyplot()
     colour = _colours(algorithms)
-    gpu = any(math.isfinite(r.get("gpu_peak_bytes", float("nan"))) for r in rows)
-    mem_key, mem_label = ("gpu_peak_bytes", "GPU peak (MB)") if gpu else ("saved_bytes", "kept for backward (MB)")
+    mem_key, mem_label = "step_mem_bytes", "step memory (MB)"
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
     for a in algorithms:
         pts = sorted((r[x_key], r["step_s"], r[mem_key]) for r in rows if r["algorithm"] == a and r[fixed_key] == fixed.get(a))

@@ -15,6 +15,7 @@ spikes per step); the exact time mode on the tiny ones.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -93,6 +94,18 @@ def test_event_driven_eventprop_equals_the_dense_implementation_within_1e_10(gol
     assert rel(new["out"], ref["out"]) <= 1e-10
     assert len(new["grads"]) == len(ref["grads"])
     for g_new, g_old in zip(new["grads"], ref["grads"]):
+        assert rel(g_new, g_old) <= 1e-10, f"{name}: {rel(g_new, g_old):.2e}"
+
+
+@pytest.mark.parametrize("case", [c for c in cases() if c[0].startswith("medium-") and c[0].endswith("floor0.0")],
+                         ids=lambda c: c[0])
+def test_torch_event_loops_equal_the_dense_implementation_as_the_compiled_ones_do(golden, case):
+    """model.backend=reference runs the per-step torch loops (the path GPUs take) instead of kernels/cpu_events."""
+    name, x, ws, setup, y, reg = case
+    ref_params = dataclasses.replace(setup.hidden, backend="reference")
+    new = run(x, ws, dataclasses.replace(setup, hidden=ref_params), y, reg)
+    assert torch.equal(new["counts"], golden[name]["counts"])
+    for g_new, g_old in zip(new["grads"], golden[name]["grads"]):
         assert rel(g_new, g_old) <= 1e-10, f"{name}: {rel(g_new, g_old):.2e}"
 
 

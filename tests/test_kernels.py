@@ -23,6 +23,7 @@ import torch
 
 from algorithms import build_module
 from algorithms.base import lif_params_from_config
+from algorithms.kernels import compile as compile_
 from algorithms.kernels import cpu_lif, select_backend
 from algorithms.kernels.selfcheck import compare, default_cases, rel_err
 from algorithms.neuron import LIFParams, lif_forward, lif_reference, lif_sequence
@@ -168,8 +169,7 @@ def test_failed_compile_falls_back_to_reference_loop_with_one_warning(monkeypatc
         raise RuntimeError("Error building extension: no compiler")
 
     monkeypatch.setattr(ext, "load_inline", broken)
-    monkeypatch.setitem(cpu_lif._STATE, "tried", False)
-    monkeypatch.setitem(cpu_lif._STATE, "ops", None)
+    monkeypatch.setattr(compile_, "_LOADED", {})
     a = torch.rand(2, 30, 5) * 3
     with pytest.warns(UserWarning, match="compiled CPU LIF loop unavailable"):
         spikes, _ = lif_forward(a, None, LIFParams())

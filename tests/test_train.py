@@ -54,7 +54,7 @@ def test_end_to_end_bptt_on_generated_data_well_above_chance(tmp_path):
     assert saved["model"]["hidden"] == 128
     header = (out / "metrics.csv").read_text().splitlines()[0]
     for metric in ("train/loss_epoch", "val/acc", "train/rate_hz", "train/silent_frac", "train/synops",
-                   "train/epoch_s", "train/samples_per_s", "train/saved_bytes"):
+                   "train/epoch_s", "train/samples_per_s", "train/saved_bytes", "train/step_mem_bytes"):
         assert metric in header
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
 
@@ -67,6 +67,16 @@ def test_resume_from_checkpoint_continues_the_epoch_count(tmp_path):
                                           "model.hidden=32", f"ckpt_path={ckpt}"))
     results = train.run(second)
     assert results["epochs"] == 2
+
+
+def test_step_memory_of_the_first_training_step_is_logged_once_per_run(tmp_path):
+    """train/step_mem_bytes appears in exactly one metrics.csv row and in the results, positive."""
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=2", "model.hidden=16"))
+    results = train.run(cfg)
+    lines = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    col = lines[0].split(",").index("train/step_mem_bytes")
+    logged = [float(row.split(",")[col]) for row in lines[1:] if row.split(",")[col]]
+    assert len(logged) == 1 and logged[0] > 0 and results["train/step_mem_bytes"] == logged[0]
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):

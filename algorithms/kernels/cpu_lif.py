@@ -13,11 +13,11 @@ compiler, say), `load()` warns once and returns None, and the dispatcher uses th
 
 from __future__ import annotations
 
-import os
-import warnings
 from typing import Any
 
 import torch
+
+from .compile import load_ops
 
 _SOURCE = r"""
 #include <ATen/ATen.h>
@@ -186,30 +186,9 @@ TORCH_LIBRARY_IMPL(spikebench_lif, CPU, m) {
 }
 """
 
-_STATE: dict[str, Any] = {"tried": False, "ops": None}
-
-
 def load() -> Any | None:
     """The compiled ops (`torch.ops.spikebench_lif`), compiling them on first use; None if that fails."""
-    if not _STATE["tried"]:
-        _STATE["tried"] = True
-        try:
-            from torch.utils.cpp_extension import load_inline
-
-            os.environ.setdefault("MAX_JOBS", "2")
-            load_inline(
-                name="spikebench_lif_cpu",
-                cpp_sources=[_SOURCE],
-                extra_cflags=["-O3", "-ffp-contract=off"],
-                is_python_module=False,
-                no_implicit_headers=True,
-                verbose=False,
-            )
-            _STATE["ops"] = torch.ops.spikebench_lif
-        except Exception as err:  # no compiler, no ninja, a build error: fall back, never crash
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            warnings.warn(f"compiled CPU LIF loop unavailable, using the reference loop ({first[:200]})", stacklevel=2)
-    return _STATE["ops"]
+    return load_ops("spikebench_lif_cpu", _SOURCE, "spikebench_lif", "compiled CPU LIF loop")
 
 
 def available() -> bool:
