@@ -91,6 +91,13 @@ def input_size(cfg: DictConfig) -> int:
 class SpikingModule(L.LightningModule):
     """Base LightningModule: builds the shared network and runs training with the algorithm's gradients."""
 
+    def heuristics(self) -> list[str]:
+        """What of the algorithm's weight change is not the gradient of the loss (surrogates, lifts, pushes),
+        named for the benchmark table; [] for an exact gradient."""
+        return []
+
+    reg_forms: tuple[str, ...] = ("gradient",)  # loss.reg_form values the algorithm implements
+
     def __init__(self, cfg: DictConfig | dict) -> None:
         super().__init__()
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
@@ -98,6 +105,11 @@ class SpikingModule(L.LightningModule):
         self.cfg = cfg
         self.automatic_optimization = False
         self.net = self.build_network(cfg)
+        form = cfg.loss.get("reg_form", "gradient")
+        if form not in self.reg_forms:
+            others = "; loss.reg_form=published is EventProp's (algorithm=eventprop)" if form == "published" else ""
+            raise ValueError(f"unknown loss.reg_form '{form}' for {type(self).__name__}; choose one of: "
+                             f"{', '.join(self.reg_forms)}{others}")
         self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
         self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
         self._step_mem_logged = False
@@ -157,7 +169,6 @@ class SpikingModule(L.LightningModule):
             out.saved_bytes = meter.bytes
         return out
 
-    _measured_step = measured_step  # the former private name, still used by tests/test_eventprop.py
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Loss and logits without gradients (validation and test)."""

@@ -19,6 +19,10 @@ from .surrogates import get_surrogate
 class BPTT(SpikingModule):
     """Backpropagation through time with a surrogate spike derivative."""
 
+    def heuristics(self) -> list[str]:
+        a = self.cfg.algorithm
+        return [f"surrogate gradient ({a.surrogate}, slope {a.slope:g})"]
+
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
         a = self.cfg.algorithm

@@ -249,6 +249,11 @@ class Eligibility:
 class EProp(SpikingModule):
     """e-prop with symmetric or fixed random feedback; gradients accumulated forward in time."""
 
+    def heuristics(self) -> list[str]:
+        a = self.cfg.algorithm
+        out = [f"pseudo-derivative (γ {a.gamma:g})", "no gradient through time (eligibility traces)"]
+        return out + (["random feedback"] if a.feedback == "random" else [])
+
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
         a = self.cfg.algorithm

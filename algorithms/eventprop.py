@@ -3,10 +3,11 @@
 Method, top-down:
 
 1. **Forward** (`event_sim.exact_spikes` or `event_sim.discrete_spikes`, chosen by `algorithm.time_mode`):
-   simulate the shared network and keep for the backward pass only the events: each input spike
-   (bin, channel, count) and each hidden spike (sample, neuron, time, τ_mem V̇⁻ = I⁻ − ϑ), plus a
-   (batch, hidden) or (batch, classes) summary of the readout. This grows with the number of spikes,
-   not with the number of steps.
+   simulate the shared network from the input spikes (`event_sim.InputSpikes`: W_in x[t] summed over input
+   spikes, a block of steps at a time) and keep for the backward pass only the events: the input spikes and each
+   hidden spike (flat index b·hidden + n, τ_mem V̇⁻ = I⁻ − ϑ; exact mode also its time in the step), spikes per
+   step, plus a (batch, hidden) or (batch, classes) summary of the readout. Nothing of size (batch, time, hidden)
+   is made (tests/test_eventprop.py tracks every allocation of a step).
 2. **Readout and loss.** The readout is linear in the hidden spike trains, so its adjoint has a closed form
    at every hidden spike time t_k: with h(d) the readout's voltage response to one unit of synaptic input,
    - `sum`, `sum_exp`:  z_c = (1/T)∫₀ᵀ ω(t) V_c(t) dt = Σ_k W_out[n_k, c] K(t_k),  K(t) = (1/T)∫_t^T ω(u) h(u − t) du,
@@ -18,15 +19,17 @@ Method, top-down:
      −(∂L/∂t_c) / V̇_c(t_c), so `max` and `first_spike` share one code path.
    Then −τ_syn λ_I,out(t_k) = ∂L/∂z · K(t_k) gives dL/dW_out = −τ_syn Σ_k λ_I,out(t_k), and the readout's share
    of the hidden jump, (W_out(λ_V,out − λ_I,out))_n, is ∂L/∂z · W_out K′(t_k).
-3. **Backward** (`event_sim.adjoint_sweep`): the hidden adjoint from λ(T) = 0 back to 0,
+3. **Backward** (`event_adjoint.adjoint_sweep`, with the loss's and readout's terms of each jump from
+   `JumpTerms`, one block of steps at a time): the hidden adjoint from λ(T) = 0 back to 0,
        τ_mem λ_V′ = −λ_V,   τ_syn λ_I′ = −λ_I + λ_V      (′ = −d/dt, closed form between events),
        (λ_V⁻)_n = (λ_V⁺)_n + [τ_mem V̇⁻]⁻¹ [(ϑ − V_reset)(λ_V⁺)_n + (W_rec(λ_V⁺ − λ_I⁺))_n + ∂l_p/∂t_k + readout share]
    (W&P eq. 19 with reset to V_reset), and the weight gradients dL/dw_ji = −τ_syn Σ_{spikes of i} (λ_I)_j:
        dL/dW_in = −τ_syn Σ_t x[t]ᵀ λ_I(t·dt),   dL/dW_rec[n] = −τ_syn Σ_{k: n_k = n} λ_I(t_k).
-4. **Regulariser.** The spike-count term c·mean_j(N̄_j − ν)² has zero derivative almost everywhere; as in
-   Nowotny et al. (2025) it enters the jump as ∂l_p/∂t_k: each spike counts as if its count fell by 1/T per
-   unit of delay (∂N_j/∂t_k := −1/T), so neurons above target push their spikes later (and out), those below
-   pull them earlier. The gradient is the exact derivative of that surrogate, which the tests check.
+4. **Regulariser** (`loss.reg_form`). `gradient`: the spike-count term c·mean_j(N̄_j − ν)² has zero derivative
+   almost everywhere; as in Nowotny et al. (2025) it enters the jump as ∂l_p/∂t_k: each spike counts as if its
+   count fell by 1/T per unit of delay (∂N_j/∂t_k := −1/T). The gradient is the exact derivative of that
+   surrogate, which the tests check. `published`: mlGeNN's rule, λ_V −= (c/B)(N̄_n − ν) at each spike of neuron n,
+   outside the [τ_mem V̇⁻]⁻¹ factor — a heuristic push, not the gradient of a loss.
 5. **Silent neurons.** EventProp cannot create spikes: a neuron that never fires gets no gradient. At the end
    of each training epoch, the input weights of neurons silent over the whole epoch are raised by
    `algorithm.silent_lift` (each in units of ϑ per input spike).
@@ -35,10 +38,10 @@ Time modes: `exact` integrates the continuous-time model (V(t) between events a 
 spike times solved inside the step), so its gradient is the true derivative of that model (checked against
 finite differences to 1e-6); `discrete` runs the per-step update of neuron.py (the model BPTT trains and every
 algorithm evaluates) with spikes on the step grid, as mlGeNN does, and applies the same adjoint equations with
-spike times at step ends. `discrete` is the default and the one that trains better in practice: its forward is
-one vectorised step per time step, while the exact forward must resolve the spikes of each trial one after the
-other (a recurrent spike changes every later crossing), which makes it 20–100× slower on CPU at SHD activity;
-per epoch both descend the loss alike, and the discrete gradient is taken on the very model that is tested.
+spike times at step ends. `discrete` is the default and the one that trains better in practice: its forward runs one vectorised (on CPU,
+compiled) step per time step, while the exact forward must resolve the spikes of each trial one after the other
+(a recurrent spike changes every later crossing), which makes it 20–28× slower per epoch on CPU (README); per
+epoch both descend the loss alike, and the discrete gradient is taken on the very model that is tested.
 Its price is an approximate gradient: with `model.integration=exact` the per-step update is the continuous model
 sampled at the step ends, but a discrete spike sits at the end of its step and resets there, lagging the
 continuous spike by up to dt; the lag accumulates along a spike train, so at dt = 1 ms the two modes fire
@@ -72,6 +75,7 @@ class Setup:
     exact: bool
     vdot_floor: float
     block: int = 64  # steps of input read (and of λ_I held) at a time: memory O(block × batch × hidden)
+    published_reg: tuple[float, float] | None = None  # (c, ν) of loss.reg_form=published, applied in the adjoint
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,7 +221,9 @@ class JumpTerms:
     - sum, sum_exp: c_k = K′(t_k) (∂L/∂z W_outᵀ)[b_k, n_k];  dL/dW_out = Aᵀ ∂L/∂z (A the forward's summary).
     - max, first_spike: a point readout at t*_c with weight ω_c (max: ∂L/∂z_c; first spike: −(∂L/∂t_c)/V̇_c):
       c_k = Σ_c ω_c W_out[n_k, c] ∂h(t*_c − t_k)/∂t_k, and dL/dW_out[n_k, c] += ω_c h(t*_c − t_k).
-    - regulariser: c_k −= ∂L/∂N[b_k, n_k] / T  (∂N_j/∂t_k := −1/T).
+    - regulariser, loss.reg_form=gradient: c_k −= ∂L/∂N[b_k, n_k] / T  (∂N_j/∂t_k := −1/T);
+      loss.reg_form=published: λ_V⁻ −= (c/B)(N̄_n − ν) at each spike of neuron n (mlGeNN / genn_eventprop), a
+      heuristic push outside the 1/(τ_mem V̇⁻) factor, not the gradient of any loss.
     """
 
     def __init__(self, spk: Spikes, setup: Setup, steps: int, g_out, g_counts, summary, extra, w_out) -> None:
@@ -226,6 +232,11 @@ class JumpTerms:
         self.total = steps * p.dt
         self.g_counts, self.summary, self.w_out = g_counts, summary, w_out
         dtype, dev = w_out.dtype, w_out.device
+        if setup.published_reg is not None:  # −(c/B)(N̄_n − ν) per spike of neuron n, N̄ the batch-mean count
+            c, nu = setup.published_reg
+            batch = g_counts.shape[0]
+            mean = torch.bincount(spk.flat.long() % spk.hidden, minlength=spk.hidden).to(dtype) / batch
+            self.push = -(c / batch) * (mean - nu)
         if kind in ("sum", "sum_exp"):
             self.g_w_out = summary.T @ g_out
             self.g_hidden = g_out @ w_out.T  # (batch, hidden)
@@ -276,6 +287,8 @@ class JumpTerms:
         coef = coef - self.g_counts.view(-1).take(flat) / self.total  # regulariser: ∂N_j/∂t_k := −1/T
         vdot = spk.i_minus_theta[lo:hi]
         vdot = vdot.clamp_min(setup.vdot_floor) if setup.vdot_floor > 0 else vdot
+        if setup.published_reg is not None:  # added to λ_V outside the 1/(τ_mem V̇⁻) factor: push · V̇ inside it
+            coef = coef + self.push[flat % spk.hidden] * vdot
         return coef, 1.0 / vdot
 
 
@@ -286,6 +299,19 @@ class JumpTerms:
 
 class EventProp(SpikingModule):
     """EventProp on the shared network: `forward_backward` = events forward, adjoint backward."""
+
+    def heuristics(self) -> list[str]:
+        a, loss = self.cfg.algorithm, self.cfg.loss
+        out = [f"silent-neuron lift {a.silent_lift:g}"] if a.silent_lift > 0 else []
+        out += [f"V̇ floor {a.vdot_floor:g}"] if a.vdot_floor > 0 else []
+        if loss.reg_strength:
+            out.append("published regulariser push" if loss.get("reg_form", "gradient") == "published"
+                       else "regulariser through spike times (∂N/∂t := −1/T)")
+        if not self.setup_.exact:
+            out.append("discrete adjoint (spikes at step ends)")
+        return out
+
+    reg_forms = ("gradient", "published")
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -300,11 +326,14 @@ class EventProp(SpikingModule):
         for key in ("vdot_floor", "silent_lift", "first_spike_alpha"):
             if a[key] < 0:
                 raise ValueError(f"algorithm.{key} must be >= 0, got {a[key]}")
+        form = self.cfg.loss.get("reg_form", "gradient")
+        published = (float(self.cfg.loss.reg_strength), float(self.cfg.loss.reg_target)) if (
+            form == "published" and self.cfg.loss.reg_strength) else None
         if not a.block_steps >= 1:
             raise ValueError(f"algorithm.block_steps must be >= 1, got {a.block_steps}")
         self.setup_ = Setup(
             self.net.hidden, self.net.readout_params, self.cfg.loss.kind, a.time_mode == "exact", float(a.vdot_floor),
-            int(a.block_steps),
+            int(a.block_steps), published,
         )
 
     # -- forward: readout output and spike counts through the EventProp node ----------------------
@@ -326,7 +355,7 @@ class EventProp(SpikingModule):
         else:
             logits = out
             loss = F.cross_entropy(logits, y)
-        if o.reg_strength:
+        if o.reg_strength and self.setup_.published_reg is None:  # published form: a push in the adjoint, no loss
             loss = loss + spike_count_regulariser(counts.unsqueeze(1), o.reg_strength, o.reg_target)
         return loss, logits
 

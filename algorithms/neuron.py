@@ -88,6 +88,8 @@ class LIFParams:
         exact: V(dt) of τ_mem V̇ = −V + I₀ e^{−t/τ_syn}, V(0) = 0, I₀ = 1, i.e. τ_syn/(τ_syn − τ_mem) (β − α);
         held: 1 − α.
         """
+        if self.integration == "held":
+            return 1.0 - self.alpha  # the same float as 1 − α everywhere else (the tensor path may differ by an ulp)
         t = torch.tensor
         return float(input_gain(t(self.tau_mem, dtype=torch.float64), t(self.tau_syn, dtype=torch.float64),
                                 self.dt, self.integration))

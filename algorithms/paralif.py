@@ -452,6 +452,10 @@ def spike_function_from_config(a: DictConfig) -> SpikeFunction:
 class ParaLIF(SpikingModule):
     """Parallelizable LIF neurons trained by backpropagation (through parallel filters instead of through time)."""
 
+    def heuristics(self) -> list[str]:
+        a = self.cfg.algorithm
+        return [f"surrogate gradient of spike function {a.spike_mode} ({a.surrogate}, slope {a.slope:g})"]
+
     def build_network(self, cfg: DictConfig) -> ParaLIFNet:
         a = cfg.algorithm
         spike_fn = spike_function_from_config(a)

@@ -343,6 +343,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         "process_peak_rss_bytes": rss if not reuse else float("nan"),
         "process_gpu_peak_bytes": float(results.get("train/gpu_peak_bytes", float("nan"))),
         "rate_hz": float(results.get("test/rate_hz", float("nan"))) if spiking else float("nan"),
+        "heuristics": "; ".join(module.heuristics()) or "none",
         **nb,
     }
     return {"row": row, "curve": curve}
@@ -593,7 +594,8 @@ TABLE_COLUMNS = [  # (csv key, header, scale, format)
     ("connection_sparsity", "Connection sparsity", 1.0, ".3f"),
 ]
 ID_COLUMNS = ["algorithm", "hidden", "recurrent", "seed"]
-EXTRA_COLUMNS = ["train_wall_s", "train_cpu_s", "saved_bytes", "process_peak_rss_bytes", "process_gpu_peak_bytes"]
+EXTRA_COLUMNS = ["train_wall_s", "train_cpu_s", "saved_bytes", "process_peak_rss_bytes", "process_gpu_peak_bytes",
+                 "heuristics"]
 IDENTITY = ("hidden", "recurrent", "seed", "steps", "batch", "table_steps", "table_hidden")  # copied from a cell's info
 SCALING_COLUMNS = ["algorithm", "steps", "hidden", "batch", "step_s", "samples_per_s", "step_mem_bytes", "saved_bytes",
                    "step_rss_growth_bytes"]
@@ -642,7 +644,8 @@ def summary(rows: list[dict[str, Any]], algorithms: list[str]) -> list[dict[str,
     for a in algorithms:
         mine = [r for r in rows if r["algorithm"] == a]
         if mine:
-            out.append({"algorithm": a, "n": len(mine), **{k: mean_std([r.get(k) for r in mine]) for k, *_ in TABLE_COLUMNS}})
+            out.append({"algorithm": a, "n": len(mine), **{k: mean_std([r.get(k) for r in mine]) for k, *_ in TABLE_COLUMNS},
+                        "heuristics": next((str(r["heuristics"]) for r in mine if r.get("heuristics")), "")})
     return out
 
 
@@ -656,10 +659,13 @@ def fmt_cell(mean: float, std: float, scale: float, spec: str, with_std: bool) -
 def markdown_table(summ: list[dict[str, Any]]) -> str:
     """The table: mean ± std over seeds for accuracies, means elsewhere; columns without any value left out."""
     cols = [c for c in TABLE_COLUMNS if any(math.isfinite(s[c[0]][0]) for s in summ)]
-    lines = ["| Algorithm | Seeds | " + " | ".join(h for _, h, *_ in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    heur = any(s.get("heuristics") for s in summ)
+    lines = ["| Algorithm | Seeds | " + " | ".join(h for _, h, *_ in cols) + (" | Heuristics (not the loss gradient)" if heur
+             else "") + " |", "|" + "---|" * (len(cols) + 2 + heur)]
     for s in summ:
         with_std = s["n"] > 1
         cells = [fmt_cell(*s[k], scale, spec, with_std and k in ("test_acc", "best_val_acc")) for k, _, scale, spec in cols]
+        cells += [s.get("heuristics") or "–"] if heur else []
         lines.append(f"| {s['algorithm']} | {s['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

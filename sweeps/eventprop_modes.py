@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from algorithms.event_sim import discrete_spikes, exact_spikes  # noqa: E402
+from algorithms.event_sim import InputSpikes, discrete_spikes, exact_spikes  # noqa: E402
 from algorithms.eventprop import Setup  # noqa: E402
 from tests.test_eventprop import LOSSES, eventprop_grads, params, small_network  # noqa: E402
 
@@ -47,10 +47,10 @@ def compare(seed: int, kind: str, dt: float, duration: float, integration: str) 
     grid, _ = eventprop_grads(x, ws, Setup(p, p, kind, False, 0.0), y)
     per = [float(F.cosine_similarity(a.flatten(), b.flatten(), 0)) for a, b in zip(exact, grid)]
     whole = float(F.cosine_similarity(torch.cat([a.flatten() for a in exact]), torch.cat([b.flatten() for b in grid]), 0))
-    se, _ = exact_spikes(x @ ws[0], ws[1], p)
-    sd, _ = discrete_spikes(x @ ws[0], ws[1], p)
-    batch, hidden = x.shape[0], ws[0].shape[1]
-    same = torch.equal(se.counts(batch, hidden, x.dtype), sd.counts(batch, hidden, x.dtype))
+    inp = InputSpikes.from_frames(x, 64)
+    se, _ = exact_spikes(inp, ws[0], ws[1], p)
+    sd = discrete_spikes(inp, ws[0], ws[1], p)
+    same = torch.equal(se.counts(x.shape[0], x.dtype), sd.counts(x.shape[0], x.dtype))
     return per, whole, same
 
 

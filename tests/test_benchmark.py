@@ -64,6 +64,8 @@ def test_tiny_benchmark_table_has_every_algorithm_and_column_finite_and_equal_to
         assert col in header, header
     assert not any("RSS" in h or "backward" in h for h in header)  # process and bookkeeping figures: CSV only
     assert [r[0] for r in rows] == ["bptt", "lstm"] and all(r[1] == "2" for r in rows)
+    heur = header.index("Heuristics (not the loss gradient)")  # every approximation that is on, named per algorithm
+    assert rows[0][heur].startswith("surrogate gradient (") and rows[1][heur] == "none"
     csv_rows = read_csv(out / "results.csv")
     assert sorted((r["algorithm"], r["seed"]) for r in csv_rows) == [("bptt", "0"), ("bptt", "1"), ("lstm", "0"), ("lstm", "1")]
     for row in rows:

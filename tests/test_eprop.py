@@ -230,7 +230,7 @@ def test_readout_kernel_moves_the_readout_filter_from_traces_to_time_weights(kin
 def test_logits_from_weighted_spike_counts_equal_the_readout_logits_of_simulate(alif_beta):
     module = make_eprop(f"algorithm.alif_beta={alif_beta}", steps=60)
     x, y = random_batch(module, steps=60)
-    out = module._measured_step(x, y)
+    out = module.measured_step(x, y)
     _, v_out = module.simulate(x)
     torch.testing.assert_close(out.logits, readout_logits(v_out, "sum_exp"), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, y))
@@ -248,15 +248,21 @@ def test_pseudo_derivative_is_triangle_of_height_gamma_and_half_width_threshold(
 
 
 def test_training_memory_does_not_grow_with_trial_length():
-    sizes = {}
+    """Step memory (algorithms/measure.py) at T = 50 and 400: e-prop's traces are per synapse and neuron and its
+    time loop runs in chunks of 25 steps, so only O(T) scalars may grow (the readout kernel c: 4 B per step, plus
+    its temporaries), never a (batch, T, hidden) map."""
+    sizes, saved = {}, {}
     for steps in (50, 400):
         module = make_eprop("algorithm.chunk=25", steps=steps).float()
         x, y = random_batch(module, steps=steps)
-        out = module._measured_step(x.float(), y)
-        sizes[steps] = out.saved_bytes
-    # everything per synapse and per neuron is the same; only the T scalars of the kernel c grow (4 B/step)
-    assert sizes[400] - sizes[50] == 4 * (400 - 50)
-    assert sizes[50] > 4 * 7 * (5 + 7) * 2  # traces and accumulators of both matrices are counted
+        for prm in module.parameters():
+            prm.grad = None
+        out = module.measured_step(x.float(), y, memory=True)
+        sizes[steps], saved[steps] = out.step_mem_bytes, out.saved_bytes
+    batch, hidden = x.shape[0], module.net.n_hidden
+    assert sizes[400] - sizes[50] < batch * (400 - 50) * hidden * 4, sizes  # less than one (batch, ΔT, hidden) map
+    assert saved[400] - saved[50] == 4 * (400 - 50)  # the saved-tensor bookkeeping: only the T scalars of c
+    assert saved[50] > 4 * 7 * (5 + 7) * 2  # traces and accumulators of both matrices are counted
 
 
 def test_no_autograd_graph_is_built():

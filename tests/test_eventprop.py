@@ -343,17 +343,18 @@ def step_peak(module, x, y) -> tuple[int, list[tuple[int, int, int]], float]:
     return peak_live_bytes(events), events, float(out.hidden_counts.sum())
 
 
-@pytest.mark.parametrize("mode", ["discrete", "exact"])
+@pytest.mark.parametrize("mode", ["discrete", pytest.param("exact", marks=pytest.mark.slow)])
 def test_step_memory_is_flat_in_steps_when_the_spikes_stay_the_same(tmp_path, mode):
     """Input in the first 50 steps, silence after (feed-forward: activity ends with the input), T = 100 vs 2000:
-    the same spikes. EventProp keeps O(T) bookkeeping (spikes per step, input-row pointers, the readout's time
+    the same spikes (exact mode: T = 600). EventProp keeps O(T) bookkeeping (spikes per step, input-row pointers, the readout's time
     kernel) but nothing of size T × hidden, so its growth stays under a tenth of one (batch, ΔT, hidden) float map
     — any part proportional to T × hidden would be at least that map — while BPTT's (batch, T, hidden) tensors grow
-    with T (≥ 10×)."""
-    batch, n_in, hidden = 4, 40, 256 if mode == "discrete" else 64  # the exact forward is slow: a smaller layer
+    with T (at least half in proportion)."""
+    batch, n_in, hidden = 4, 40, 256
+    long = 2000 if mode == "discrete" else 600  # the exact forward is slow (and the profiler records every op)
     peaks, spikes = {}, {}
     for algorithm in ("eventprop", "bptt"):
-        for steps in (100, 2000):
+        for steps in (100, long):
             extra = [f"model.hidden={hidden}", f"data.channels={n_in}", f"data.duration={steps * 1e-3}",
                      "model.recurrent=false", "model.init.in_mean=1.5", "model.init.in_std=1.0"]
             if algorithm == "eventprop":
@@ -361,10 +362,10 @@ def test_step_memory_is_flat_in_steps_when_the_spikes_stay_the_same(tmp_path, mo
             module, _ = build(tmp_path, *extra, algorithm=algorithm)
             x = early_input_trials(batch, n_in, steps, 50)
             peaks[algorithm, steps], _, spikes[algorithm, steps] = step_peak(module, x, torch.arange(batch))
-    assert spikes["eventprop", 100] == spikes["eventprop", 2000] > 50
-    one_map = batch * (2000 - 100) * hidden * 4
-    assert peaks["eventprop", 2000] - peaks["eventprop", 100] < one_map / 10, peaks
-    assert peaks["bptt", 2000] >= 10 * peaks["bptt", 100], peaks
+    assert spikes["eventprop", 100] == spikes["eventprop", long] > 50
+    one_map = batch * (long - 100) * hidden * 4
+    assert peaks["eventprop", long] - peaks["eventprop", 100] < one_map / 10, peaks
+    assert peaks["bptt", long] >= long / 200 * peaks["bptt", 100], peaks
 
 
 @pytest.mark.parametrize("mode", ["discrete", "exact"])
@@ -448,3 +449,42 @@ def test_shd_recipe_is_one_config_away():
     assert cfg.optim.name == "adam" and math.isclose(cfg.optim.lr, 1e-3)
     assert cfg.data.augment.shift == 40 and cfg.data.augment.blend_prob > 0
     assert cfg.data.delay.copies == 10 and math.isclose(cfg.data.delay.spacing, 30e-3)
+    assert cfg.loss.reg_form == "published" and cfg.loss.reg_target == 14.0  # mlGeNN's regulariser, as published
+
+
+def test_published_regulariser_is_the_gradient_form_without_its_one_over_vdot_factor():
+    """loss.reg_form=published adds −(c/B)(N̄_n − ν) to λ_V at each spike of neuron n; the gradient form adds
+    [τ_mem V̇⁻]⁻¹ · (−∂L/∂N / T) = [τ_mem V̇⁻]⁻¹ · (−2c′(N̄_n − ν)/(B·H·T)). With every τ_mem V̇⁻ clamped to one value F
+    (vdot_floor above all of them) the two pushes are equal for c = 2c′/(F·H·T), so the gradients must be too."""
+    x, ws = small_network(0, 1e-3, 0.1, "sum_exp")
+    p = params(1e-3, integration="held")
+    y = torch.tensor([0, 1])
+    floor, c_grad, nu = 1e3, 0.05, 2.0
+    hidden, total = ws[0].shape[1], x.shape[1] * p.dt
+    g_task, counts = eventprop_grads(x, ws, Setup(p, p, "sum_exp", False, floor), y)
+    g_grad, _ = eventprop_grads(x, ws, Setup(p, p, "sum_exp", False, floor), y, reg=(c_grad, nu))
+    c_pub = 2 * c_grad / (floor * hidden * total)
+    g_pub, _ = eventprop_grads(x, ws, Setup(p, p, "sum_exp", False, floor, published_reg=(c_pub, nu)), y)
+    assert counts.sum() > 20
+    assert torch.equal(g_pub[2], g_task[2])  # W_out moves no spike: no push reaches it
+    for a, b, t in zip(g_pub[:2], g_grad[:2], g_task[:2]):
+        assert rel_err(a - t, b - t) <= 1e-10
+        assert float((b - t).norm()) > 1e-6 * float(t.norm())  # the push is not nothing
+
+
+def test_published_regulariser_adds_no_loss_term_and_only_eventprop_offers_it(tmp_path):
+    module, _ = build(tmp_path, "model.hidden=8", "data.channels=20", "data.duration=0.05", "loss.reg_form=published",
+                      "loss.reg_strength=1.0", "loss.reg_target=0.0", "model.init.in_mean=3.0")
+    x = poisson_trials(2, 20, 50, 0.05, rate=100)
+    out, counts = module.outputs(x)
+    loss, _ = module.loss_from(out, counts, torch.tensor([0, 1]))
+    assert counts.sum() > 0 and torch.isclose(loss, F.cross_entropy(out, torch.tensor([0, 1])))
+    with pytest.raises(ValueError, match="reg_form"):
+        build(tmp_path, "loss.reg_form=published", algorithm="bptt")
+
+
+def test_heuristics_name_the_silent_neuron_lift_and_the_discrete_adjoint(tmp_path):
+    module, _ = build(tmp_path, "algorithm.silent_lift=0.02")
+    assert module.heuristics() == ["silent-neuron lift 0.02", "discrete adjoint (spikes at step ends)"]
+    exact, _ = build(tmp_path, "algorithm.silent_lift=0.0", "algorithm.time_mode=exact")
+    assert exact.heuristics() == []  # the exact gradient of the continuous model, nothing added
