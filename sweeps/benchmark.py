@@ -19,8 +19,8 @@ its keys; every other argument is a train.py override applied to every cell afte
   architecture  the table's accuracy cell over hidden sizes × feed-forward / recurrent (cells that coincide
                 with the table's are shared).
 
-Each cell runs in its own child process (`benchmark.isolate`: fork on CPU, spawn when CUDA is present, none =
-in this process), so that process-level figures are the cell's own and a crash or out-of-memory kill loses only
+Each cell runs in its own child process (`benchmark.isolate`: spawn by default — a forked child of a parent
+whose OpenMP pool has started threads can deadlock —, fork on request, none = in this process), so that process-level figures are the cell's own and a crash or out-of-memory kill loses only
 that cell;
 the parent prints each cell, each epoch's validation accuracy and an ETA. A cell whose cell.yaml holds the same
 resolved config is skipped: rerunning the command resumes (a cell whose training finished but whose metrics
@@ -430,9 +430,7 @@ def _plain(obj: Any) -> Any:
 def isolation(choice: str) -> str:
     if choice != "auto":
         return choice
-    import torch
-
-    return "spawn" if torch.cuda.is_available() or "fork" not in mp.get_all_start_methods() else "fork"
+    return "spawn"  # forking a parent whose OpenMP pool has threads deadlocks the child (GNU libgomp)
 
 
 def done_file(out: Path, cell: Cell) -> Path:

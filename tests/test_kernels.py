@@ -230,7 +230,7 @@ def test_triton_kernels_compile_for_hopper_sm90_within_its_shared_memory(recurre
     launch = triton_lif._layout(32, hidden, recurrent)
     launch.pop("grid")
     options = {k: launch.pop(k) for k in ("num_warps", "enable_fp_fusion")}
-    common = {"B": "i32", "T": "i32", "H": "i32", "alpha": "fp32", "one_minus_alpha": "fp32", "beta": "fp32",
+    common = {"B": "i32", "T": "i32", "H": "i32", "alpha": "fp32", "gain": "fp32", "beta": "fp32",
               "theta": "fp32", "v_reset": "fp32"}
     kernels = [
         (triton_lif._lif_forward_kernel, {"a_ptr": "*fp32", "w_ptr": "*fp32", "s_ptr": "*fp32", "u_ptr": "*fp32"},

@@ -115,7 +115,7 @@ def _lif_backward_kernel(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, STAGES: tl.constexpr,
 ):
     """Backward in time: g_s = ∂L/∂s[t] + g_I[t+1] W_recᵀ (+ g_V (V_reset − U) if the reset is not detached),
-    g_V = α g_U[t+1], g_U = g_V (1 − s) + g_s σ'(U − ϑ), g_I = (1 − α) g_U + β g_I[t+1]; stores g_I[t]."""
+    g_V = α g_U[t+1], g_U = g_V (1 − s) + g_s σ'(U − ϑ), g_I = γ g_U + β g_I[t+1] (γ the input gain); stores g_I[t]."""
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
     rows_ok = rows < B
