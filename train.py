@@ -201,7 +201,7 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
-    """Fit with validation every epoch, test the best checkpoint; returns the final metrics.
+    """Fit with validation every epoch, test the best checkpoint (unless `test=false`); returns the final metrics.
 
     Writes into the output folder: config.yaml (resolved), metrics.csv, checkpoints/, results.yaml.
     """
@@ -217,6 +217,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    torch.set_flush_denormal(bool(cfg.flush_denormal))
     dm = build_datamodule(cfg)
     module = build_module(cfg)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", save_last=True, filename="best")
@@ -241,8 +242,9 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
     best = ckpt.best_model_path or None
-    tested = trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0]
-    results = {k: float(v) for k, v in tested.items()}
+    results = {}
+    if cfg.test:
+        results = {k: float(v) for k, v in trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0].items()}
     results["best_val_acc"] = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     results["epochs"] = trainer.current_epoch
     results.update(fit_metrics)
@@ -269,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"test accuracy {results['test/acc']:.4f}  (best val {results['best_val_acc']:.4f})  -> {results['output_dir']}")
+    test = f"test accuracy {results['test/acc']:.4f}  " if "test/acc" in results else "not tested (test=false)  "
+    print(f"{test}(best val {results['best_val_acc']:.4f})  -> {results['output_dir']}")
     return 0
 
 

@@ -101,23 +101,26 @@ class SpikeDataModule(L.LightningDataModule):
             self.root = ensure_synthetic(self.d)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+        """Train and validation sets for fit/validate, the test set for test/predict: fitting alone (a tuning
+        trial) never opens the test file."""
         d = self.d
-        if d.name == "synthetic":
+        if d.name == "synthetic" and not getattr(self, "root", None):
             self.prepare_data()
+        if d.name == "synthetic":
             d = self.d = self.d.copy()
             d.root = str(self.root)
-        train = load_split(d, "train")
-        if d.files.get("valid"):
-            val = load_split(d, "valid")
-        else:
-            tr_idx, va_idx = split_validation(train, d.val)
-            train, val = train.subset(tr_idx), train.subset(va_idx)
-        test = load_split(d, "test")
-        a = d.augment
-        self.train_set = SpikeDataset(train, a.blend_prob, a.blend_mix)
-        self.val_set, self.test_set = SpikeDataset(val), SpikeDataset(test)
+        if stage in (None, "fit", "validate") and self.train_set is None:
+            train = load_split(d, "train")
+            if d.files.get("valid"):
+                val = load_split(d, "valid")
+            else:
+                tr_idx, va_idx = split_validation(train, d.val)
+                train, val = train.subset(tr_idx), train.subset(va_idx)
+            a = d.augment
+            self.train_set = SpikeDataset(train, a.blend_prob, a.blend_mix)
+            self.val_set = SpikeDataset(val)
+        if stage in (None, "test", "predict") and self.test_set is None:
+            self.test_set = SpikeDataset(load_split(d, "test"))
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
         return DataLoader(

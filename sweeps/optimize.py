@@ -46,8 +46,12 @@ SWEEP_DEFAULTS = ROOT / "configs" / "sweep.yaml"
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 TRIAL_DEFAULTS = ["trainer.progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
+TRIAL_FIXED = ["test=false"]  # after them: a trial selects on validation and never opens the test file
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# A trial that fails because of its own parameters (NaN loss, an invalid combination, out of memory) is recorded as
+# FAIL and the study goes on; data and config errors (DataError, ConfigError) stop it, as every trial would fail.
+TRIAL_ERRORS = (FloatingPointError, ValueError, RuntimeError)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,10 +231,12 @@ class Objective:
         trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("output_dir", str(cfg.output_dir))
         pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
-        results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")])
-        for key in ("test/acc", "epochs"):
-            if key in results:
-                trial.set_user_attr(key, results[key])
+        cpu0 = time.process_time()
+        try:
+            results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")])
+        finally:  # pruned and failed trials spent time too
+            trial.set_user_attr("cpu_s", time.process_time() - cpu0)
+        trial.set_user_attr("epochs", results["epochs"])
         return float(results["best_val_acc"])
 
 
@@ -296,10 +302,10 @@ def optimize(argv: list[str]) -> optuna.Study:
     """Create or resume the study, run trials until it holds `sweep.n_trials` finished ones, write the report."""
     sweep_items, user = split_args(argv)
     scfg = load_sweep_config(sweep_items)
-    cfg0 = compose_config([*TRIAL_DEFAULTS, *user])  # checks the overrides before any trial starts
+    cfg0 = compose_config([*TRIAL_DEFAULTS, *user, *TRIAL_FIXED])  # checks the overrides before any trial starts
     name = scfg.study_name or f"{cfg0.algorithm.name}-{cfg0.data.name}"
     group = [f"logger.group={name}"] if cfg0.logger.name == "wandb" else []  # the user's logger.group wins
-    overrides = [*TRIAL_DEFAULTS, *group, *user]
+    overrides = [*TRIAL_DEFAULTS, *group, *user, *TRIAL_FIXED]
     out_dir = Path(scfg.out_dir).expanduser() if scfg.out_dir else ROOT / "runs" / "sweeps" / name
     out_dir.mkdir(parents=True, exist_ok=True)
     space_file = search_space.space_path(cfg0.algorithm.name, scfg.space)
@@ -341,7 +347,7 @@ def optimize(argv: list[str]) -> optuna.Study:
             break
         if progress.failures > max(3, target):
             raise RuntimeError(f"{progress.failures} trials of this worker failed; see the errors above")
-        study.optimize(objective, n_trials=1, catch=(FloatingPointError,), callbacks=[progress], gc_after_trial=True)
+        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[progress], gc_after_trial=True)
 
     finish(study, out_dir, scfg, user, cfg0)
     return study
@@ -355,7 +361,7 @@ def finish(study: optuna.Study, out_dir: Path, scfg: DictConfig, user: list[str]
         print("no trial completed yet: no best parameters")
         return
     best = study_report.best_trial(study)
-    print(f"best trial {best.number}: val/acc {best.value:.4f}  test/acc {best.user_attrs.get('test/acc', float('nan')):.4f}")
+    print(f"best trial {best.number}: val/acc {best.value:.4f}  (trials are not tested: retrain with best_command.txt and test once)")
     print(f"  {(out_dir / 'best_command.txt').read_text().strip()}")
     print(f"  experiment file: {out_dir / 'best.yaml'}")
     if scfg.plots:

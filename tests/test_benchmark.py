@@ -1,4 +1,4 @@
-"""sweeps/benchmark.py (the table, resume, reproducibility), sweeps/neurobench.py (NeuroBench's definitions)
+"""sweeps/benchmark/ (the table, resume, reproducibility), sweeps/benchmark/neurobench.py (NeuroBench's definitions)
 and the LSTM reference (algorithms/lstm.py)."""
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import torch
 import yaml
 from torch import nn
 
-from sweeps import benchmark as B
-from sweeps import neurobench as NB
-from sweeps.neurobench import Connection, Trace
+from sweeps.benchmark import cells as BC
+from sweeps.benchmark import command as B
+from sweeps.benchmark import neurobench as NB
+from sweeps.benchmark import report as BR
+from sweeps.benchmark.config import load_benchmark_config
+from sweeps.benchmark.neurobench import Connection, Trace
 from train import compose_config
 
 
@@ -70,7 +73,7 @@ def test_tiny_benchmark_table_has_every_algorithm_and_column_finite_and_equal_to
     assert sorted((r["algorithm"], r["seed"]) for r in csv_rows) == [("bptt", "0"), ("bptt", "1"), ("lstm", "0"), ("lstm", "1")]
     for row in rows:
         mine = [r for r in csv_rows if r["algorithm"] == row[0]]
-        for key, head, scale, spec in B.TABLE_COLUMNS:
+        for key, head, scale, spec in BR.TABLE_COLUMNS:
             if head not in header:
                 continue
             text = row[header.index(head)]
@@ -79,7 +82,7 @@ def test_tiny_benchmark_table_has_every_algorithm_and_column_finite_and_equal_to
                 continue
             values = [float(r[key]) for r in mine]
             assert all(math.isfinite(v) for v in values), (row[0], key, values)
-            assert text == B.fmt_cell(*B.mean_std(values), scale, spec, key in ("test_acc", "best_val_acc"))
+            assert text == BR.fmt_cell(*BR.mean_std(values), scale, spec, key in ("test_acc", "best_val_acc"))
             assert math.isfinite(first_number(text))
     bptt = [r for r in csv_rows if r["algorithm"] == "bptt"]
     # 50 steps × (700·16 input + 16·16 recurrent + 16·20 readout synapses) per sample, zeros included
@@ -145,25 +148,79 @@ def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path):
     assert "lstm-h16-rec-s0" in (out / "table.md").read_text()
 
 
+def tuning_argv(tmp_path, shd_dir, *extra: str) -> list[str]:
+    """A study of 3 trials (2 epochs at most) for BPTT, and a random-search one, on SHD-format files."""
+    return [
+        "benchmark=tiny", f"benchmark.out_dir={tmp_path / 'out'}", "benchmark.algorithms=[bptt]", "benchmark.seeds=[0]",
+        "benchmark.overrides=[data=shd,data.duration=0.1,data.batch_size=16,model.hidden=16,trainer.limit_train_batches=2]",
+        "benchmark.tuning.trials=3", "benchmark.tuning.max_epochs=2", "benchmark.tuning.n_startup_trials=1",
+        "benchmark.tuning.prune_startup_trials=1", "benchmark.tuning.prune_warmup_epochs=1", "benchmark.tuning.epochs=1",
+        "benchmark.tuning.random_search=[bptt]", "benchmark.neurobench_samples=8",
+        f"data.root={shd_dir}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
+    ]
+
+
+def test_studies_never_open_the_test_file_then_the_best_configuration_is_retrained_and_tested_once(tmp_path, shd_dir, capsys):
+    test_file = shd_dir / "shd_test.h5"
+    test_file.rename(tmp_path / "held_back.h5")  # the studies run without the test file
+    out, failures = B.benchmark(tuning_argv(tmp_path, shd_dir, "benchmark.phases=[tune]"))
+    assert failures == {}
+    for name, sampler in (("tune-bptt", "tpe"), ("tune-bptt-random", "random")):
+        done = yaml.safe_load((out / "studies" / name / "cell.yaml").read_text())
+        row = done["row"]
+        assert row["complete"] + row["pruned"] == 3 and row["failed"] == 0 and done["cell"]["info"]["sampler"] == sampler
+        assert row["cpu_h"] > 0 and row["wall_h"] > 0 and done["commit"] and done["host"]
+        assert set(row["best_params"]) and "model.hidden" not in row["best_params"]  # fixed: not searched
+        assert "data.batch_size" not in row["best_params"] and len(done["history"]) == 3
+        for trial in (out / "studies" / name).glob("trial-*"):
+            assert yaml.safe_load((trial / "config.yaml").read_text())["test"] is False
+            assert "test/" not in (trial / "metrics.csv").read_text()
+    assert (out / "studies" / "tune-bptt" / "journal.log").is_file()
+    text = (out / "table.md").read_text()
+    assert "### Studies" in text and "tune-bptt-random" in text and "Budget per algorithm: 3 finished trials" in text
+    assert (out / "tuning_history.png").stat().st_size > 1000
+
+    (tmp_path / "held_back.h5").rename(test_file)
+    capsys.readouterr()
+    out, failures = B.benchmark(tuning_argv(tmp_path, shd_dir, "benchmark.phases=[tune,tuned]"))
+    printed = capsys.readouterr().out
+    assert failures == {} and printed.count("1 of 1 cells already done") == 2 and "accuracy tuned-bptt-h16-rec-s0" in printed
+    rows = read_csv(out / "results.csv")
+    assert [(r["setting"], r["algorithm"]) for r in rows] == [("tuned", "bptt")] and rows[0]["commit"]
+    best = yaml.safe_load((out / "best_params.yaml").read_text())["tune-bptt"]
+    cfg = yaml.safe_load((out / "cells" / "tuned-bptt-h16-rec-s0" / "config.yaml").read_text())
+    assert cfg["trainer"]["max_epochs"] == 1 and cfg["optim"]["lr"] == best["optim.lr"] and cfg["test"] is True
+    assert "## Each algorithm at its tuned best" in (out / "table.md").read_text()
+
+
+def test_only_runs_the_named_cells_and_a_pattern_that_names_none_fails_before_any_file(tmp_path, shd_dir):
+    with pytest.raises(ValueError, match=r"benchmark.only: 'tune-nope' names no cell; .*tune-bptt"):
+        B.benchmark(tuning_argv(tmp_path, shd_dir, "benchmark.phases=[tune,tuned]", "benchmark.only=[tune-nope]"))
+    assert not (tmp_path / "out").exists()
+    out, failures = B.benchmark(tuning_argv(tmp_path, shd_dir, "benchmark.phases=[tune,tuned]", "benchmark.only=[tune-bptt-random]"))
+    assert failures == {} and sorted(p.name for p in (out / "studies").iterdir()) == ["tune-bptt-random"]
+    assert not (out / "cells").exists()  # the main study has not run: nothing to retrain
+
+
 # ----------------------------------------------------------------------------------------------
 # Config and algorithm selection
 # ----------------------------------------------------------------------------------------------
 
 
 def test_unknown_benchmark_key_names_the_valid_keys():
-    with pytest.raises(ValueError, match=r"unknown key 'benchmark.seed'; valid keys: .*benchmark.seeds"):
-        B.load_benchmark_config("tiny", ["benchmark.seed=3"])
+    with pytest.raises(ValueError, match=r"unknown key 'benchmark.seed'; did you mean 'benchmark.seeds'\? valid keys: .*benchmark.seeds"):
+        load_benchmark_config("tiny", ["benchmark.seed=3"])
 
 
 def test_bad_benchmark_values_raise_one_line_errors():
     with pytest.raises(ValueError, match=r"unknown algorithm 'bpt'"):
-        B.load_benchmark_config("tiny", ["benchmark.algorithms=[bpt]"])
+        load_benchmark_config("tiny", ["benchmark.algorithms=[bpt]"])
     with pytest.raises(ValueError, match=r"benchmark.isolate=thread; choose one of"):
-        B.load_benchmark_config("tiny", ["benchmark.isolate=thread"])
+        load_benchmark_config("tiny", ["benchmark.isolate=thread"])
     with pytest.raises(ValueError, match=r"benchmark.workers=0: must be an integer >= 1"):
-        B.load_benchmark_config("tiny", ["benchmark.workers=0"])
+        load_benchmark_config("tiny", ["benchmark.workers=0"])
     with pytest.raises(ValueError, match=r"unknown benchmark 'nope'"):
-        B.load_benchmark_config("nope")
+        load_benchmark_config("nope")
 
 
 def test_algorithm_that_does_not_import_is_skipped_with_the_reason(monkeypatch, capsys):
@@ -176,11 +233,11 @@ def test_algorithm_that_does_not_import_is_skipped_with_the_reason(monkeypatch, 
 
 def test_shipped_benchmarks_compose_for_every_algorithm():
     for name in ("fsdd", "shd", "tiny"):
-        b = B.load_benchmark_config(name)
+        b = load_benchmark_config(name)
         for a in b.algorithms:
-            cfg = compose_config(B.algorithm_overrides(b, [], a))
+            cfg = compose_config(BC.algorithm_overrides(b, [], a))
             assert cfg.algorithm.name == a
-    fsdd = B.load_benchmark_config("fsdd")
+    fsdd = load_benchmark_config("fsdd")
     assert "experiment=fsdd" in fsdd.overrides and len(fsdd.seeds) >= 3 and set(fsdd.algorithms) >= {"bptt", "eventprop", "eprop", "paralif", "lstm"}
 
 

@@ -1,6 +1,6 @@
-"""The benchmark's figures (sweeps/benchmark.py): accuracy against training time, step time and memory against
-the number of time steps and the hidden size, accuracy against hidden size (feed-forward / recurrent), the
-table as a figure. Each function takes the rows of the CSV files it plots and writes one PNG."""
+"""The benchmark's figures: accuracy against training time, step time and memory against the number of time steps
+and the hidden size, accuracy against hidden size (feed-forward / recurrent), the table as a figure, the studies'
+optimisation histories and parameter importances. Each function takes the rows it plots and writes one PNG."""
 
 from __future__ import annotations
 
@@ -129,14 +129,12 @@ def table_figure(path: Path, markdown: str) -> None:
     plt.close(fig)
 
 
-def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], summ: list[dict], algorithms: list[str], b) -> list[str]:
+def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], table_md: str, algorithms: list[str], b) -> list[str]:
     """Every figure the data allows; returns the file names written."""
-    from .benchmark import markdown_table
-
     written = []
     if rows:
         accuracy_vs_time(out / "accuracy_vs_time.png", rows, algorithms)
-        table_figure(out / "table.png", markdown_table(summ))
+        table_figure(out / "table.png", table_md)
         written += ["accuracy_vs_time.png", "table.png"]
     if srows:
         # the steps sweep is at each algorithm's table hidden size, the hidden sweep at its table T
@@ -149,3 +147,53 @@ def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict],
         architecture(out / "architecture.png", arows, algorithms)
         written.append("architecture.png")
     return written
+
+
+def tuning_history(path: Path, cells: list, studies: dict[str, dict]) -> None:
+    """Best validation accuracy so far against the trial number, one line per study (random search dashed);
+    dots: each completed trial's value."""
+    plt = _pyplot()
+    colour = _colours(sorted({c.algorithm for c in cells}))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for c in cells:
+        data = studies.get(c.name)
+        if not data:
+            continue
+        hist = sorted(data["history"], key=lambda h: h["number"])
+        best, xs, ys = float("nan"), [], []
+        for h in hist:
+            if h["state"] == "COMPLETE" and (not np.isfinite(best) or h["value"] > best):
+                best = h["value"]
+            xs.append(h["number"] + 1)
+            ys.append(100 * best)
+        style = "--" if c.info["sampler"] == "random" else "-"
+        ax.plot(xs, ys, style, color=colour[c.algorithm], label=f"{c.algorithm} ({c.info['sampler']})")
+        done = [(h["number"] + 1, 100 * h["value"]) for h in hist if h["state"] == "COMPLETE"]
+        if done:
+            ax.plot(*zip(*done), "o" if style == "-" else "x", ms=3, color=colour[c.algorithm], alpha=0.5)
+    ax.set_xlabel("trial")
+    ax.set_ylabel("best validation accuracy so far (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def importances(path: Path, cells: list, studies: dict[str, dict]) -> None:
+    """Optuna's parameter importances, one panel per study."""
+    shown = [c for c in cells if (studies.get(c.name) or {}).get("importances")]
+    if not shown:
+        return
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.8), squeeze=False)
+    for ax, c in zip(axes[0], shown):
+        imp = studies[c.name]["importances"]
+        keys = list(imp)[::-1]
+        ax.barh(keys, [imp[k] for k in keys])
+        ax.set_title(c.name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("importance")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
