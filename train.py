@@ -11,140 +11,18 @@ Programmatic use builds the same objects: `compose_config(overrides)`, then `run
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
+
+from configs import GROUPS, ConfigError, choices, compose_config
 
 ROOT = Path(__file__).resolve().parent
-CONFIG_DIR = ROOT / "configs"
-GROUPS = ("algorithm", "data", "logger", "experiment")
-
-
-class ConfigError(Exception):
-    """A bad override: unknown key, unknown group choice, or a value of the wrong type."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Composing the config
-# ----------------------------------------------------------------------------------------------
-
-
-def _choices(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
-
-
-def _load_group(group: str, choice: str) -> DictConfig:
-    path = CONFIG_DIR / group / f"{choice}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown {group} '{choice}'; choose one of: {', '.join(_choices(group))}")
-    return OmegaConf.load(path)
-
-
-def _parse_override(item: str) -> tuple[str, str]:
-    arg = item[2:] if item.startswith("--") else item
-    if "=" not in arg:
-        raise ConfigError(f"override '{item}' is not of the form key=value")
-    key, value = arg.split("=", 1)
-    return key.strip(), value
-
-
-def _check_type(key: str, old: Any, new: Any) -> Any:
-    """The new value if it fits the type of the default, else a ConfigError naming the key."""
-    if old is None or new is None:
-        return new
-    if isinstance(new, str) and isinstance(old, (int, float)) and not isinstance(old, bool):
-        try:  # YAML 1.1 reads "2e-3" as a string
-            new = float(new) if isinstance(old, float) or not new.lstrip("-").isdigit() else int(new)
-        except ValueError:
-            pass
-    ok = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
-    }
-    for typ, test in ok.items():
-        if isinstance(old, typ):
-            if not test(new):
-                raise ConfigError(f"{key}={new!r}: expected {typ.__name__} (default {old!r})")
-            return float(new) if typ is float else (str(new) if typ is str else new)
-    if isinstance(old, (ListConfig, list)) and not isinstance(new, list):
-        raise ConfigError(f"{key}={new!r}: expected a list like [a,b]")
-    if isinstance(old, DictConfig) and not isinstance(new, dict):
-        raise ConfigError(f"{key} is a section; set its keys ({', '.join(old.keys())})")
-    return new
-
-
-def _unknown_key(cfg: DictConfig, key: str) -> ConfigError:
-    parent_key, _, leaf = key.rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig):
-        return ConfigError(f"unknown config key '{key}'")
-    valid = [str(k) for k in parent.keys()]
-    close = difflib.get_close_matches(leaf, valid, n=1)
-    hint = f"did you mean '{(parent_key + '.' if parent_key else '') + close[0]}'? " if close else ""
-    return ConfigError(f"unknown config key '{key}'; {hint}valid keys{' under ' + parent_key if parent_key else ''}: {', '.join(valid)}")
-
-
-def _resolve_path(p: str) -> str:
-    """Relative paths: from the working folder if they exist there, else from the suite's folder."""
-    path = Path(p).expanduser()
-    if path.is_absolute() or path.exists() or not (ROOT / path).exists():
-        return str(path)
-    return str(ROOT / path)
-
-
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """The resolved config for command-line style overrides (`group=choice`, `a.b=value`, `--a.b=value`).
-
-    Order: configs/train.yaml → group files (experiment's own `defaults` first, then the command line's
-    choices) → the experiment file → dotted overrides. Unknown keys and wrong types raise ConfigError.
-    """
-    pairs = [_parse_override(o) for o in overrides or []]
-    base = OmegaConf.load(CONFIG_DIR / "train.yaml")
-    choices = dict(base.pop("defaults"))
-    cli_choices = {k.lstrip("+"): v for k, v in pairs if k.lstrip("+") in GROUPS}
-    choices.update(cli_choices)
-    experiment = None
-    if choices.get("experiment") not in (None, "null", "none"):
-        experiment = _load_group("experiment", choices["experiment"])
-        choices.update({k: v for k, v in dict(experiment.pop("defaults", {})).items() if k not in cli_choices})
-    cfg = base
-    for group in ("algorithm", "data", "logger"):
-        cfg = OmegaConf.merge(cfg, {group: _load_group(group, str(choices[group]))})
-    if experiment is not None:
-        cfg = OmegaConf.merge(cfg, experiment)
-    cfg.experiment = choices.get("experiment")
-    OmegaConf.set_struct(cfg, True)
-    for key, raw in pairs:
-        if key.lstrip("+") in GROUPS:
-            continue
-        value = yaml.safe_load(raw) if raw != "" else ""
-        if key.startswith("+"):
-            with_flag = key[1:]
-            OmegaConf.set_struct(cfg, False)
-            OmegaConf.update(cfg, with_flag, value, force_add=True)
-            OmegaConf.set_struct(cfg, True)
-            continue
-        try:
-            old = OmegaConf.select(cfg, key, throw_on_missing=False)
-            exists = OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False) != "__absent__"
-        except Exception:
-            exists = False
-        if not exists:
-            raise _unknown_key(cfg, key)
-        OmegaConf.update(cfg, key, _check_type(key, old, value), merge=False)
-    missing = OmegaConf.missing_keys(cfg)
-    if missing:
-        raise ConfigError(f"config keys without a value: {', '.join(sorted(missing))}; set them on the command line")
-    cfg.data.root = _resolve_path(cfg.data.root)
-    return cfg
+__all__ = ["ConfigError", "compose_config", "run", "main"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,17 +30,36 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 # ----------------------------------------------------------------------------------------------
 
 
+LOGGERS = ("csv", "wandb")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def check_logger(cfg: DictConfig) -> str | None:
+    """The W&B mode the run will use (None for CSV only); ConfigError for a logger that cannot start."""
+    if cfg.logger.name not in LOGGERS:
+        raise ConfigError(f"unknown logger '{cfg.logger.name}'; choose one of: {', '.join(LOGGERS)}")
+    if cfg.logger.name != "wandb":
+        return None
+    mode = cfg.logger.mode
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"logger.mode={mode}: choose one of: {', '.join(WANDB_MODES)}")
+    if mode == "auto":
+        mode = "online" if wandb_api_key() else "offline"
+    if mode == "online" and not wandb_api_key():
+        raise ConfigError("logger.mode=online needs a W&B API key (WANDB_API_KEY or `wandb login`); "
+                          "or use logger.mode=offline and `wandb sync` later")
+    return mode
+
+
 def make_logger(cfg: DictConfig, out: Path):
     """The experiment loggers: CSV always, W&B when `logger=wandb` (offline without an API key)."""
     from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(save_dir=str(out), name="", version="")]
-    if cfg.logger.name == "wandb":
+    mode = check_logger(cfg)
+    if mode is not None:
         from lightning.pytorch.loggers import WandbLogger
 
-        mode = cfg.logger.mode
-        if mode == "auto":
-            mode = "online" if wandb_api_key() else "offline"
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(
             WandbLogger(
@@ -175,8 +72,6 @@ def make_logger(cfg: DictConfig, out: Path):
                 config=OmegaConf.to_container(cfg, resolve=True),
             )
         )
-    elif cfg.logger.name != "csv":
-        raise ConfigError(f"unknown logger '{cfg.logger.name}'; choose one of: csv, wandb")
     return loggers
 
 
@@ -203,7 +98,11 @@ def output_dir(cfg: DictConfig) -> Path:
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     """Fit with validation every epoch, test the best checkpoint (unless `test=false`); returns the final metrics.
 
-    Writes into the output folder: config.yaml (resolved), metrics.csv, checkpoints/, results.yaml.
+    Everything that can fail on the config (the module and datamodule are built, which checks every named
+    choice; the logger; the checkpoint to resume) is checked before the output folder is made. The folder
+    then receives config.yaml (resolved), metrics.csv, checkpoints/, results.yaml and confusion.csv (the test
+    set's confusion matrix: rows the true class, columns the predicted one). The `trainer:` block is
+    passed whole to lightning.Trainer.
     """
     import lightning as L
     import torch
@@ -212,39 +111,30 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     from algorithms import build_module
     from datamodules import build_datamodule
 
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).expanduser().is_file():
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
+    check_logger(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     torch.set_flush_denormal(bool(cfg.flush_denormal))
     dm = build_datamodule(cfg)
     module = build_module(cfg)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", save_last=True, filename="best")
-    t = cfg.trainer
-    trainer = L.Trainer(
-        default_root_dir=str(out),
-        max_epochs=t.max_epochs,
-        accelerator=t.accelerator,
-        devices=t.devices,
-        precision=t.precision,
-        limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches,
-        limit_test_batches=t.limit_test_batches,
-        enable_progress_bar=t.progress_bar,
-        deterministic=t.deterministic,
-        logger=make_logger(cfg, out),
-        callbacks=[ckpt, *(callbacks or [])],
-        log_every_n_steps=10,
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-    )
+    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=[ckpt, *(callbacks or [])],
+                        **OmegaConf.to_container(cfg.trainer, resolve=True))
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
     best = ckpt.best_model_path or None
     results = {}
     if cfg.test:
         results = {k: float(v) for k, v in trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0].items()}
+        confusion = getattr(module, "confusion", None)
+        if confusion is not None:  # rows: true class, columns: predicted class, on the test set
+            lines = [",".join(str(int(v)) for v in row) for row in confusion.tolist()]
+            (out / "confusion.csv").write_text("\n".join(lines) + "\n")
     results["best_val_acc"] = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     results["epochs"] = trainer.current_epoch
     results.update(fit_metrics)
@@ -263,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
-        print("groups:", "; ".join(f"{g}: {', '.join(_choices(g))}" for g in GROUPS))
+        print("groups:", "; ".join(f"{g}: {', '.join(choices(g))}" for g in GROUPS))
         return 0
     try:
         cfg = compose_config(argv)

@@ -10,7 +10,7 @@ import importlib
 
 from omegaconf import DictConfig
 
-from .base import SpikingModule, StepOutput
+from .base import ClassifierModule, SpikingModule, StepOutput
 
 REGISTRY: dict[str, str] = {
     "bptt": "algorithms.bptt:BPTT",
@@ -21,7 +21,7 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def get_algorithm(name: str) -> type[SpikingModule]:
+def get_algorithm(name: str) -> type[ClassifierModule]:
     """The LightningModule class registered under `name`."""
     if name not in REGISTRY:
         raise ValueError(f"unknown algorithm '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
@@ -29,9 +29,9 @@ def get_algorithm(name: str) -> type[SpikingModule]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_module(cfg: DictConfig) -> SpikingModule:
+def build_module(cfg: DictConfig) -> ClassifierModule:
     """The LightningModule for a resolved config (as returned by `train.compose_config`)."""
     return get_algorithm(cfg.algorithm.name)(cfg)
 
 
-__all__ = ["REGISTRY", "SpikingModule", "StepOutput", "build_module", "get_algorithm"]
+__all__ = ["REGISTRY", "ClassifierModule", "SpikingModule", "StepOutput", "build_module", "get_algorithm"]

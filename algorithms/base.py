@@ -1,6 +1,7 @@
 """What every training algorithm shares: the network, the objective, the optimiser, metrics and logging.
 
-An algorithm subclasses `SpikingModule` and implements one method, `forward_backward(x, y)`, which
+A spiking algorithm subclasses `SpikingModule` (the shared network; the non-spiking reference subclasses
+`ClassifierModule`, which holds all the rest) and implements one method, `forward_backward(x, y)`, which
 computes the loss and leaves in each parameter's `.grad` the gradient as that algorithm defines it
 (autograd with surrogate gradients, an adjoint system, eligibility traces, ...). Training therefore uses
 Lightning's manual optimisation: zero the grads, `forward_backward`, step. The run's first training step is
@@ -19,8 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from .losses import Objective
 from .measure import step_memory
+from .metrics import Activity, MulticlassAccuracy, MulticlassConfusionMatrix, activity_stats
 from .network import SNN, InitParams
 from .neuron import LIFParams
+from .trace import Connection, Trace, previous_step
+
+
+STAGES = ("train", "val", "test")
 
 
 @dataclass
@@ -88,8 +94,9 @@ def input_size(cfg: DictConfig) -> int:
     return -(-d.channels // d.pool) * max(1, d.delay.copies)
 
 
-class SpikingModule(L.LightningModule):
-    """Base LightningModule: builds the shared network and runs training with the algorithm's gradients."""
+class ClassifierModule(L.LightningModule):
+    """A network trained on the labels with its algorithm's gradient: objective, optimiser, manual optimisation,
+    metrics and cost figures. Subclasses provide the network (`build_network`) and the step (`forward_backward`)."""
 
     def heuristics(self) -> list[str]:
         """What of the algorithm's weight change is not the gradient of the loss (surrogates, lifts, pushes),
@@ -113,23 +120,23 @@ class SpikingModule(L.LightningModule):
         self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
         self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
         self._step_mem_logged = False
-        self._reset_epoch_stats()
+        n_classes = cfg.data.n_classes
+        # one accuracy and one activity metric per stage ("train" cannot be a ModuleDict key: Module.train)
+        self.epoch_metrics = torch.nn.ModuleDict({
+            **{f"{s}_acc": MulticlassAccuracy(n_classes, average="micro") for s in STAGES},
+            **{f"{s}_activity": Activity(self.net.n_hidden) for s in STAGES},
+        })
+        self.test_confusion = MulticlassConfusionMatrix(n_classes)
+        self.confusion: torch.Tensor | None = None  # the last test's confusion matrix (true class × predicted)
+        self.epoch_hidden_counts: torch.Tensor | None = None  # the last training epoch's spikes per hidden neuron
+        self._clock = {s: (time.perf_counter(), 0, 0) for s in STAGES}  # (start, samples, saved bytes), this process
 
     # -- what an algorithm provides -------------------------------------------------------------
 
-    def build_network(self, cfg: DictConfig) -> SNN:
-        """The shared network; an algorithm with its own neuron form (ParaLIF) returns a module with the
-        same interface (n_hidden, simulate, synops_per_spike)."""
-        hidden, readout = lif_params_from_config(cfg)
-        return SNN(
-            n_in=input_size(cfg),
-            n_hidden=cfg.model.hidden,
-            n_out=cfg.data.n_classes,
-            recurrent=cfg.model.recurrent,
-            hidden=hidden,
-            readout=readout,
-            init=InitParams(**cfg.model.init),
-        )
+    def build_network(self, cfg: DictConfig) -> torch.nn.Module:
+        """The network: a module with n_hidden, simulate(x) → (hidden activity, readout voltages) and
+        synops_per_spike() → (targets per input event, per hidden event)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_network")
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Loss on the batch, with each parameter's `.grad` set by the algorithm. x: (batch, time, inputs)."""
@@ -138,6 +145,11 @@ class SpikingModule(L.LightningModule):
     def simulate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden spikes (batch, time, hidden) and readout voltages (batch, time, classes), no gradients."""
         return self.net.simulate(x)
+
+    def trace(self, x: torch.Tensor) -> Trace:
+        """One execution on x (batch, time, inputs): each connection with its inputs, the neuron activations
+        (algorithms/trace.py; what NeuroBench's workload metrics count)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement trace")
 
     # -- the common handle -------------------------------------------------------------------
 
@@ -207,9 +219,9 @@ class SpikingModule(L.LightningModule):
         if self.cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.optim.grad_clip)
         opt.step()
-        self._record(out, x, "train")
+        self._record(out, x, y, "train")
         self.log("train/loss", out.loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self._acc(out.logits, y), on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.epoch_metrics["train_acc"], on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -220,65 +232,53 @@ class SpikingModule(L.LightningModule):
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
         out = self.evaluate(x, y)
-        self._record(out, x, stage)
-        self.log(f"{stage}/loss", out.loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
-        self.log(f"{stage}/acc", self._acc(out.logits, y), on_epoch=True, prog_bar=stage == "val", batch_size=len(y))
-
-    @staticmethod
-    def _acc(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return (logits.argmax(-1) == y).float().mean()
+        self._record(out, x, y, stage)
+        if stage == "test":
+            self.test_confusion.update(out.logits, y)
+        self.log(f"{stage}/loss", out.loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}/acc", self.epoch_metrics[f"{stage}_acc"], on_epoch=True, prog_bar=stage == "val")
 
     # -- activity, cost and memory statistics per epoch ---------------------------------------
 
-    def _reset_epoch_stats(self, stage: str | None = None) -> None:
-        stages = [stage] if stage else ["train", "val", "test"]
-        if not hasattr(self, "_stats"):
-            self._stats: dict[str, dict[str, Any]] = {}
-        for s in stages:
-            self._stats[s] = {"counts": None, "in_spikes": 0.0, "samples": 0, "saved": 0, "t0": time.perf_counter()}
+    def _record(self, out: StepOutput, x: torch.Tensor, y: torch.Tensor, stage: str) -> None:
+        self.epoch_metrics[f"{stage}_acc"](out.logits, y)  # forward: the batch's value for on_step logs, and the epoch's update
+        self.epoch_metrics[f"{stage}_activity"].update(out.hidden_counts, x)
+        t0, samples, saved = self._clock[stage]
+        self._clock[stage] = (t0, samples + x.shape[0], max(saved, out.saved_bytes or 0))
 
-    def _record(self, out: StepOutput, x: torch.Tensor, stage: str) -> None:
-        st = self._stats[stage]
-        counts = out.hidden_counts.detach().sum(0)
-        st["counts"] = counts if st["counts"] is None else st["counts"] + counts
-        st["in_spikes"] += float(x.sum())
-        st["samples"] += x.shape[0]
-        st["saved"] = max(st["saved"], out.saved_bytes or 0)
+    def _start_epoch(self, stage: str) -> None:
+        self.epoch_metrics[f"{stage}_activity"].reset()
+        self._clock[stage] = (time.perf_counter(), 0, 0)
 
     def _epoch_stats(self, stage: str) -> dict[str, float]:
-        st = self._stats[stage]
-        if not st["samples"]:
+        """Spike statistics of the epoch (over all processes), and this process's speed and bookkeeping."""
+        totals = self.epoch_metrics[f"{stage}_activity"].compute()
+        stats = activity_stats(totals, self.cfg.data.duration, self.net.synops_per_spike())
+        if not stats:
             return {}
-        n, duration = st["samples"], self.cfg.data.duration
-        counts = st["counts"]
-        fan_in_spike, fan_hidden_spike = self.net.synops_per_spike()
-        wall = time.perf_counter() - st["t0"]
-        stats = {
-            "rate_hz": float(counts.sum()) / (n * self.net.n_hidden * duration),
-            "silent_frac": float((counts == 0).float().mean()),
-            "synops": (st["in_spikes"] * fan_in_spike + float(counts.sum()) * fan_hidden_spike) / n,
-            "epoch_s": wall,
-            "samples_per_s": n / max(wall, 1e-9),
-        }
+        t0, samples, saved = self._clock[stage]
+        wall = time.perf_counter() - t0
+        stats.update(epoch_s=wall, samples_per_s=samples / max(wall, 1e-9))
         if stage == "train":
-            stats["saved_bytes"] = float(st["saved"])  # saved for backward (hooks; bookkeeping, not memory)
+            self.epoch_hidden_counts = totals["counts"].to(torch.float32)
+            stats["saved_bytes"] = float(saved)  # saved for backward (hooks; bookkeeping, not memory)
             if self.device.type == "cuda":  # the process's allocator peak: model, optimiser and batch included
                 stats["gpu_peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
         return stats
 
     def on_train_epoch_start(self) -> None:
-        self._reset_epoch_stats("train")
+        self._start_epoch("train")
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def on_validation_epoch_start(self) -> None:
-        self._reset_epoch_stats("val")
+        self._start_epoch("val")
 
     def on_test_epoch_start(self) -> None:
-        self._reset_epoch_stats("test")
+        self._start_epoch("test")
+        self.test_confusion.reset()
 
     def on_train_epoch_end(self) -> None:
-        self.epoch_hidden_counts = self._stats["train"]["counts"]
         for k, v in self._epoch_stats("train").items():
             self.log(f"train/{k}", v)
         if self._step_mem_bytes is not None and not self._step_mem_logged:
@@ -297,4 +297,33 @@ class SpikingModule(L.LightningModule):
         for k, v in self._epoch_stats("test").items():
             if k in ("rate_hz", "silent_frac", "synops", "samples_per_s"):
                 self.log(f"test/{k}", v)
+        self.confusion = self.test_confusion.compute().cpu()
 
+
+class SpikingModule(ClassifierModule):
+    """The shared spiking network (network.SNN: LIF hidden layer with exponential synapses, leaky-integrator
+    readouts); an algorithm with its own neuron form (ParaLIF) returns a module with the same interface."""
+
+    def build_network(self, cfg: DictConfig) -> SNN:
+        hidden, readout = lif_params_from_config(cfg)
+        return SNN(
+            n_in=input_size(cfg),
+            n_hidden=cfg.model.hidden,
+            n_out=cfg.data.n_classes,
+            recurrent=cfg.model.recurrent,
+            hidden=hidden,
+            readout=readout,
+            init=InitParams(**cfg.model.init),
+        )
+
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> Trace:
+        """x → W_in, s[t-1] → W_rec, s[t] → W_out, with the spikes s of the algorithm's own `simulate`."""
+        spikes, _ = self.simulate(x)
+        net = self.net
+        out = Trace(activations=[spikes])
+        out.connections.append(Connection("w_in", net.w_in, x))
+        if net.w_rec is not None:
+            out.connections.append(Connection("w_rec", net.w_rec, previous_step(spikes)))
+        out.connections.append(Connection("w_out", net.w_out, spikes))
+        return out

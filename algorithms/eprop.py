@@ -91,8 +91,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
-from .losses import spike_count_regulariser, time_weights
-from .neuron import LIFParams, exp_filter, lif_step, reset
+from .losses import readout_time_kernel, spike_count_regulariser
+from .neuron import LIFParams, lif_step, reset
 from .surrogates import triangle
 
 FEEDBACKS = ("symmetric", "random")
@@ -120,17 +120,6 @@ def hidden_step(i, v, s, adapt, drive, p: LIFParams, beta_a: float, rho: float):
     u_eff = u - beta_a * adapt if beta_a else u
     s = (u_eff >= p.threshold).to(u.dtype)
     return i, u_eff, reset(u, s, p), s, adapt
-
-
-def readout_kernel(steps: int, kind: str, readout: LIFParams, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """c = F_κᵀ(w), (time,): the logits are z = Σ_t c_t s[t] W_out for the leaky readout κ and time weights w.
-
-    κ is the readout's synapse (β_out) and membrane (α_out, gain g_out) filter; its adjoint is the same
-    filters run backward over the T time weights (a fixed vector of T numbers, not a pass over the data).
-    """
-    w = time_weights(steps, kind, dtype, device).view(1, steps, 1)
-    c = exp_filter(exp_filter(w, readout.alpha, reverse=True), readout.beta, reverse=True)
-    return readout.gain * c.view(steps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,7 +293,7 @@ class EProp(SpikingModule):
         net, p = self.net, self.net.hidden
         batch, steps, n_in = x.shape
         n_hidden, with_reg, adaptive = net.n_hidden, bool(self.objective.reg_strength), bool(self.beta_a)
-        c = readout_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
+        c = readout_time_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
         c_steps = c.tolist()
 
         # state carried from block to block

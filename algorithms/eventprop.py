@@ -45,7 +45,7 @@ epoch both descend the loss alike, and the discrete gradient is taken on the ver
 Its price is an approximate gradient: with `model.integration=exact` the per-step update is the continuous model
 sampled at the step ends, but a discrete spike sits at the end of its step and resets there, lagging the
 continuous spike by up to dt; the lag accumulates along a spike train, so at dt = 1 ms the two modes fire
-different spike trains and their gradients can disagree (`python -m sweeps.eventprop_modes` measures it); where
+different spike trains and their gradients can disagree (`python -m sweeps.diagnostics.eventprop_modes` measures it); where
 they fire the same spikes (dt = 0.1 ms), the cosine is ≥ 0.9 (tests).
 """
 
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from .base import SpikingModule, StepOutput
 from .event_adjoint import adjoint_sweep
 from .event_sim import InputSpikes, Spikes, discrete_spikes, exact_spikes, psp_kernel
-from .losses import READOUTS, spike_count_regulariser, time_weights
+from .losses import LOSS_KINDS, readout_time_kernel, spike_count_regulariser
 from .neuron import LIFParams, exp_filter
 
 TIME_MODES = ("exact", "discrete")
@@ -101,9 +101,9 @@ def linear_kernel_exact(t: torch.Tensor, kind: str, total: float, p: LIFParams) 
 def linear_kernel_discrete(
     steps: int, kind: str, p: LIFParams, dtype: torch.dtype, device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """K_d[t] = ∂z/∂h[t] of the per-step readout (z = Σ_t w_t V[t], losses.py), and its central difference / dt."""
-    w = time_weights(steps, kind, dtype, device).view(1, steps, 1) * p.gain
-    k = exp_filter(exp_filter(w, p.alpha, reverse=True), p.beta, reverse=True).view(steps)
+    """K_d[t] = ∂z/∂h[t] of the per-step readout (z = Σ_t w_t V[t], losses.readout_time_kernel), and its central
+    difference / dt."""
+    k = readout_time_kernel(steps, kind, p, dtype, device)
     padded = torch.cat([k[:1], k, k.new_zeros(1)])
     return k, (padded[2:] - padded[:-2]) / (2 * p.dt)
 
@@ -318,8 +318,8 @@ class EventProp(SpikingModule):
         a = self.cfg.algorithm
         if a.time_mode not in TIME_MODES:
             raise ValueError(f"unknown algorithm.time_mode '{a.time_mode}'; choose one of: {', '.join(TIME_MODES)}")
-        if self.cfg.loss.kind not in READOUTS:
-            raise ValueError(f"unknown loss.kind '{self.cfg.loss.kind}'; choose one of: {', '.join(READOUTS)}")
+        if self.cfg.loss.kind not in LOSS_KINDS:
+            raise ValueError(f"unknown loss.kind '{self.cfg.loss.kind}'; choose one of: {', '.join(LOSS_KINDS)}")
         for key in ("first_spike_tau0", "first_spike_tau1"):
             if not a[key] > 0:
                 raise ValueError(f"algorithm.{key} must be > 0 seconds, got {a[key]}")

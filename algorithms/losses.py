@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-READOUTS = ("sum_exp", "sum", "max", "first_spike")
+from .neuron import LIFParams, exp_filter
+
+LOSS_KINDS = ("sum_exp", "sum", "max", "first_spike")
 
 
 def time_weights(steps: int, kind: str, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -30,6 +32,16 @@ def time_weights(steps: int, kind: str, dtype: torch.dtype, device: torch.device
     raise ValueError(f"readout '{kind}' has no time weights; linear readouts are sum, sum_exp")
 
 
+def readout_time_kernel(steps: int, kind: str, readout: LIFParams, dtype: torch.dtype, device: torch.device
+                        ) -> torch.Tensor:
+    """c_t = ∂z/∂h[t], (time,): for a linear readout z = Σ_t w_t V_out[t] (sum, sum_exp) whose input is h[t] (the
+    readout's synaptic input, neuron.leaky_readout), z = Σ_t c_t h[t] with c = γ F_βᵀ F_αᵀ w: the synapse (β) and
+    membrane (α, gain γ) filters run backward over the T time weights. e-prop weights its eligibility traces with
+    it (eprop.py's c_t), EventProp's discrete mode drives its adjoint with it."""
+    w = time_weights(steps, kind, dtype, device).view(1, steps, 1)
+    return readout.gain * exp_filter(exp_filter(w, readout.alpha, reverse=True), readout.beta, reverse=True).view(steps)
+
+
 def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
     """Logits (batch, classes) from readout voltages (batch, time, classes)."""
     if kind == "max":
@@ -39,7 +51,7 @@ def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
     if kind in ("sum", "sum_exp"):
         w = time_weights(v_out.shape[1], kind, v_out.dtype, v_out.device)
         return torch.einsum("btk,t->bk", v_out, w)
-    raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(READOUTS)}")
+    raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
 
 
 def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float) -> torch.Tensor:
@@ -52,8 +64,8 @@ class Objective:
     """Loss = cross-entropy of the readout logits + the spike-count regulariser."""
 
     def __init__(self, kind: str = "sum_exp", reg_strength: float = 0.0, reg_target: float = 0.0) -> None:
-        if kind not in READOUTS:
-            raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(READOUTS)}")
+        if kind not in LOSS_KINDS:
+            raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
         self.kind, self.reg_strength, self.reg_target = kind, reg_strength, reg_target
 
     def __call__(

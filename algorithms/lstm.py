@@ -15,7 +15,7 @@ The LSTM's weights start from PyTorch's initialisation, U(±1/√hidden); the re
 `model.recurrent=false` removes the connections h[t-1] → gates (U = 0, not trained): the cell state c still
 carries memory, as the LIF membrane does in the feed-forward SNN. The spike-count regulariser has no spikes
 to act on and is not applied; the "hidden counts" this module reports are non-zero activations per neuron,
-so its `rate_hz` is an activation rate (dense: about 1/dt), not a spike rate (`spiking = False`).
+so its `rate_hz` is an activation rate (dense: about 1/dt), not a spike rate.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .base import SpikingModule, StepOutput, input_size, lif_params_from_config
+from .base import ClassifierModule, StepOutput, input_size, lif_params_from_config
 from .losses import Objective
+from .trace import Connection, Trace, previous_step
 from .neuron import LIFParams, leaky_readout
 
-READOUTS = ("leaky", "linear")
+LSTM_READOUTS = ("leaky", "linear")
 
 
 class LSTMNet(nn.Module):
@@ -51,8 +52,8 @@ class LSTMNet(nn.Module):
         super().__init__()
         if layers < 1:
             raise ValueError(f"algorithm.layers must be >= 1, got {layers}")
-        if readout not in READOUTS:
-            raise ValueError(f"unknown algorithm.readout '{readout}'; choose one of: {', '.join(READOUTS)}")
+        if readout not in LSTM_READOUTS:
+            raise ValueError(f"unknown algorithm.readout '{readout}'; choose one of: {', '.join(LSTM_READOUTS)}")
         self.n_in, self.n_hidden, self.n_out, self.recurrent = n_in, n_hidden, n_out, recurrent
         self.readout_kind, self.readout_params = readout, readout_params
         self.lstm = nn.LSTM(n_in, n_hidden, num_layers=layers, batch_first=True)
@@ -110,10 +111,8 @@ class LSTMNet(nn.Module):
         return layers
 
 
-class LSTMReference(SpikingModule):
+class LSTMReference(ClassifierModule):
     """A non-spiking LSTM trained by autograd (BPTT), the reference the SHD paper reports."""
-
-    spiking = False
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -147,3 +146,24 @@ class LSTMReference(SpikingModule):
         h, v_out = self.simulate(x)
         loss, logits = self.objective(v_out, h, y)
         return StepOutput(loss, logits, (h != 0).sum(1).to(x.dtype))
+
+    @torch.no_grad()
+    def trace(self, x: torch.Tensor) -> Trace:
+        """Per layer x → W_ih, h[t-1] → W_hh (`LSTMNet.cell_trace`: the cell's equations stepped explicitly), then
+        h → W_out; activations h. The element-wise products per step as NeuroBench counts them for an LSTMCell
+        (gates binarised at their pre-activations): c = f⊙c[t-1] + i⊙g counts the products whose factors are
+        both non-zero, h = o⊙tanh(c) those where o and c are; dense: 3 per hidden unit and step."""
+        net, out = self.net, Trace()
+        layers = net.cell_trace(x)
+        for k, layer in enumerate(layers):
+            w_ih = getattr(net.lstm, f"weight_ih_l{k}").T
+            w_hh = getattr(net.lstm, f"weight_hh_l{k}").T
+            out.connections.append(Connection(f"lstm.ih{k}", w_ih, layer["input"]))
+            out.connections.append(Connection(f"lstm.hh{k}", w_hh, previous_step(layer["h"])))
+            i, f, g, o = (layer["gates"] != 0).unbind(2)
+            c1 = (f & (previous_step(layer["c"]) != 0)).float() + (i & g).float()
+            effective = c1.sum() + (o & (c1 != 0)).sum()
+            out.elementwise.append((f"lstm.cell{k}", float(effective), 3.0 * c1.numel()))
+            out.activations.append(layer["h"])
+        out.connections.append(Connection("w_out", net.w_out, layers[-1]["h"]))
+        return out

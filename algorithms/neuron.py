@@ -20,7 +20,7 @@ with α = exp(−dt/τ_mem), β = exp(−dt/τ_syn) and the input gain γ (`LIFP
                    spikes U[t] is the continuous model's V at the end of the step, exactly ("exact
                    integration", Rotter & Diesmann 1999, Biol. Cybern. 81:381); γ = (dt/τ) e^{−dt/τ} when
                    τ_mem = τ_syn. Only the spike times are rounded up to the end of their step, so EventProp's
-                   discrete gradient agrees better with the exact one (sweeps/eventprop_modes.py).
+                   discrete gradient agrees better with the exact one (sweeps/diagnostics/eventprop_modes.py).
 The readout is the same synapse and membrane without threshold (a leaky integrator):
 V_out[t] = α_out V_out[t-1] + γ_out I_out[t].
 

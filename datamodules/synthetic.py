@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -68,7 +69,7 @@ def write_shd_file(path: str | Path, times, units, labels, speakers=None, keys=N
     """Write events in the SHD layout: vlen float16 spikes/times, vlen uint16 spikes/units, uint16 labels."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: several may write the same file
     with h5py.File(tmp, "w") as f:
         f.create_dataset("spikes/times", data=np.array(times, dtype=object), dtype=h5py.vlen_dtype(np.float16))
         f.create_dataset("spikes/units", data=np.array(units, dtype=object), dtype=h5py.vlen_dtype(np.uint16))

@@ -22,7 +22,6 @@ best.yaml (an experiment file), best_command.txt (`python train.py …`), histor
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import socket
@@ -38,14 +37,14 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.trial import TrialState
 
-from train import ROOT, ConfigError, _check_type, compose_config, run
+from configs import CONFIG_DIR, ConfigError, compose_config, load_structured
+from configs.schema import SweepConfig
+from train import ROOT, run
 
 from . import search_space, study_report
 
-SWEEP_DEFAULTS = ROOT / "configs" / "sweep.yaml"
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "hyperband", "none")
-TRIAL_DEFAULTS = ["trainer.progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
+SWEEP_DEFAULTS = CONFIG_DIR / "sweep.yaml"
+TRIAL_DEFAULTS = ["trainer.enable_progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
 TRIAL_FIXED = ["test=false"]  # after them: a trial selects on validation and never opens the test file
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -66,27 +65,9 @@ def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def load_sweep_config(items: list[str]) -> DictConfig:
-    """configs/sweep.yaml with `sweep.key=value` items applied; unknown keys and bad choices raise ValueError."""
-    scfg = OmegaConf.load(SWEEP_DEFAULTS)
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"'{item}' is not of the form sweep.key=value")
-        key, raw = item.lstrip("-")[len("sweep.") :].split("=", 1)
-        if key not in scfg:
-            close = difflib.get_close_matches(key, list(scfg), n=1)
-            hint = f"did you mean 'sweep.{close[0]}'? " if close else ""
-            raise ValueError(f"unknown key 'sweep.{key}'; {hint}valid keys: {', '.join(f'sweep.{k}' for k in scfg)}")
-        try:
-            scfg[key] = _check_type(f"sweep.{key}", scfg[key], yaml.safe_load(raw) if raw else None)
-        except ConfigError as err:
-            raise ValueError(str(err)) from None
-    if scfg.sampler not in SAMPLERS:
-        raise ValueError(f"sweep.sampler={scfg.sampler}; choose one of: {', '.join(SAMPLERS)}")
-    if scfg.pruner not in PRUNERS:
-        raise ValueError(f"sweep.pruner={scfg.pruner}; choose one of: {', '.join(PRUNERS)}")
-    if scfg.n_trials < 1:
-        raise ValueError(f"sweep.n_trials={scfg.n_trials}: must be at least 1")
-    return scfg
+    """configs/sweep.yaml on its schema (configs.schema.SweepConfig) with `sweep.key=value` items applied;
+    unknown keys, wrong types and bad choices raise ConfigError (a ValueError)."""
+    return load_structured(SweepConfig, SWEEP_DEFAULTS, items, "sweep.")
 
 
 def given_keys(overrides: list[str]) -> set[str]:
@@ -210,7 +191,7 @@ def _alive(pid: int) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-class Objective:
+class TrialObjective:
     """Runs train.py's pipeline for one trial and returns its best val/acc."""
 
     def __init__(self, study_name: str, out_dir: Path, overrides: list[str], space: dict[str, search_space.Param]) -> None:
@@ -333,7 +314,7 @@ def optimize(argv: list[str]) -> optuna.Study:
     print(f"  output {out_dir}\n  dashboard: optuna-dashboard {dashboard}", flush=True)
 
     progress = Progress()
-    objective = Objective(name, out_dir, overrides, space)
+    objective = TrialObjective(name, out_dir, overrides, space)
     deadline = time.monotonic() + float(scfg.timeout) if scfg.timeout else None
     while True:
         if isinstance(storage, optuna.storages.RDBStorage):

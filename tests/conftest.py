@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 FSDD = ROOT.parent / "shared" / "data" / "fsdd-spikes"
 
 
@@ -19,6 +17,16 @@ def _threads_and_seed():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread each (a second one only waits on the other's small products, and on shared cores
+    OpenMP oversubscription makes them up to 100x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -37,7 +45,7 @@ def overrides_for(tmp_path, *extra: str) -> list[str]:
     """Overrides for a fast, quiet run that writes into tmp_path."""
     return [
         f"output_dir={tmp_path / 'run'}",
-        "trainer.progress_bar=false",
+        "trainer.enable_progress_bar=false",
         f"data.cache_dir={tmp_path / 'cache'}",
         *extra,
     ]

@@ -18,7 +18,7 @@ from sweeps.benchmark import command as B
 from sweeps.benchmark import neurobench as NB
 from sweeps.benchmark import report as BR
 from sweeps.benchmark.config import load_benchmark_config
-from sweeps.benchmark.neurobench import Connection, Trace
+from algorithms.trace import Connection, Trace
 from train import compose_config
 
 
@@ -141,9 +141,9 @@ def test_cells_trained_two_at_once_give_the_serial_runs_figures_exactly(tmp_path
 
 def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path):
     argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]",
-                                  "benchmark.plots=false", "benchmark.algorithm_overrides={lstm: [algorithm.layers=0]}"]
+                                  "benchmark.plots=false", "benchmark.algorithm_overrides={lstm: [algorithm.readout=nope]}"]
     out, failures = B.benchmark(argv)
-    assert list(failures) == ["lstm-h16-rec-s0"] and "algorithm.layers must be >= 1" in failures["lstm-h16-rec-s0"]
+    assert list(failures) == ["lstm-h16-rec-s0"] and "unknown algorithm.readout 'nope'" in failures["lstm-h16-rec-s0"]
     assert [r["algorithm"] for r in read_csv(out / "results.csv")] == ["bptt"]
     assert "lstm-h16-rec-s0" in (out / "table.md").read_text()
 
@@ -208,7 +208,7 @@ def test_only_runs_the_named_cells_and_a_pattern_that_names_none_fails_before_an
 
 
 def test_unknown_benchmark_key_names_the_valid_keys():
-    with pytest.raises(ValueError, match=r"unknown key 'benchmark.seed'; did you mean 'benchmark.seeds'\? valid keys: .*benchmark.seeds"):
+    with pytest.raises(ValueError, match=r"unknown config key 'benchmark.seed'; did you mean 'benchmark.seeds'\? valid keys under benchmark: .*seeds"):
         load_benchmark_config("tiny", ["benchmark.seed=3"])
 
 
@@ -258,7 +258,7 @@ def test_synaptic_operations_effective_counts_nonzero_inputs_times_nonzero_fanou
 
 def test_activation_sparsity_is_the_fraction_of_zero_activations_over_neurons_steps_and_samples():
     class Fixed(nn.Module):
-        def neurobench_trace(self, x):
+        def trace(self, x):
             return Trace(activations=[x[..., :2], x[..., 2:]])
 
     x = torch.tensor([[[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from algorithms import build_module
-from algorithms.eprop import pseudo_derivative, readout_kernel
+from algorithms.eprop import pseudo_derivative
+from algorithms.losses import readout_time_kernel
 from algorithms.losses import readout_logits, time_weights
 from algorithms.neuron import LIFParams, exp_filter, leaky_readout, lif_sequence, lif_step, reset
 from train import compose_config
@@ -221,7 +222,7 @@ def test_readout_kernel_moves_the_readout_filter_from_traces_to_time_weights(kin
     e = torch.randn(3, 80, 5, dtype=torch.float64)
     w = time_weights(80, kind, torch.float64, torch.device("cpu"))
     e_bar = p.gain * exp_filter(exp_filter(e, p.beta), p.alpha)
-    c = readout_kernel(80, kind, p, torch.float64, torch.device("cpu"))
+    c = readout_time_kernel(80, kind, p, torch.float64, torch.device("cpu"))
     filtered, weighted = torch.einsum("btn,t->bn", e_bar, w), torch.einsum("btn,t->bn", e, c)
     torch.testing.assert_close(filtered, weighted, rtol=1e-12, atol=1e-14)
 

@@ -14,59 +14,10 @@ import torch.nn.functional as F
 
 from algorithms.event_sim import InputSpikes, crossing_time, discrete_spikes, exact_spikes, flow
 from algorithms.eventprop import EventPropFunction, Setup
-from algorithms.losses import READOUTS, readout_logits
+from algorithms.losses import LOSS_KINDS, readout_logits
 from algorithms.neuron import LIFParams, leaky_readout
+from sweeps.diagnostics.networks import ALPHA, LOSSES, TAU0, TAU1, eventprop_grads, params, small_network, task_loss
 from tests.conftest import overrides_for
-
-LOSSES = ("sum_exp", "sum", "max", "first_spike")
-TAU0, TAU1, ALPHA = 0.05, 0.5, 0.01
-
-
-# ----------------------------------------------------------------------------------------------
-# Small random networks (float64): 2 trials, 5 inputs, 4 recurrent hidden, 3 outputs
-# ----------------------------------------------------------------------------------------------
-
-
-def small_network(seed: int, dt: float, duration: float, kind: str, recurrent: bool = True):
-    """Input spike times (8 per channel) binned at dt, and weights; first_spike gets outputs that fire."""
-    g = torch.Generator().manual_seed(seed)
-    batch, n_in, hidden, n_out = 2, 5, 4, 3
-    steps = int(round(duration / dt))
-    times = torch.rand(batch, n_in, 8, generator=g) * duration
-    x = torch.zeros(batch, steps, n_in, dtype=torch.float64)
-    b = torch.arange(batch)[:, None, None].expand_as(times).flatten()
-    i = torch.arange(n_in)[None, :, None].expand_as(times).flatten()
-    x.index_put_((b, (times / dt).long().flatten(), i), torch.ones(times.numel(), dtype=torch.float64), accumulate=True)
-    w_in = (torch.randn(n_in, hidden, generator=g) * 0.8 + 0.8).double()
-    w_rec = (torch.randn(hidden, hidden, generator=g) * 0.3).double()
-    w_out = (torch.randn(hidden, n_out, generator=g) * 2 + (1.5 if kind == "first_spike" else 0.0)).double()
-    return x, [w_in, w_rec if recurrent else None, w_out]
-
-
-def params(dt: float, v_reset: float = 0.0, integration: str = "exact") -> LIFParams:
-    """Exact integration: the per-step model is then the continuous one at the step ends (neuron.py), the setting
-    in which the discrete mode approximates the exact one best (sweeps/eventprop_modes.py)."""
-    return LIFParams(dt=dt, tau_mem=20e-3, tau_syn=5e-3, threshold=1.0, v_reset=v_reset, integration=integration)
-
-
-def task_loss(out: torch.Tensor, kind: str, y: torch.Tensor) -> torch.Tensor:
-    """The loss of EventProp.loss_from, without the regulariser."""
-    if kind == "first_spike":
-        t_true = out.gather(1, y[:, None]).squeeze(1)
-        return F.cross_entropy(-out / TAU0, y) + ALPHA * (torch.exp(t_true / TAU1) - 1).mean()
-    return F.cross_entropy(out, y)
-
-
-def eventprop_grads(x, ws, setup, y, reg=None):
-    """EventProp's gradient of task loss (+ c·mean_j(N̄_j − ν)² if reg = (c, ν))."""
-    wr = [w.clone().requires_grad_() if w is not None else None for w in ws]
-    out, counts = EventPropFunction.apply(*wr, x, setup)
-    loss = task_loss(out, setup.kind, y)
-    if reg:
-        loss = loss + reg[0] * ((counts.mean(0) - reg[1]) ** 2).mean()
-    used = [w for w in wr if w is not None]
-    return torch.autograd.grad(loss, used), counts.detach()
-
 
 def finite_differences(x, ws, setup, y, counts0, reg=None, eps=1e-6, directions=None):
     """Central differences of the same event-based simulation: for every weight (directions=None), or along
@@ -283,7 +234,7 @@ def comparable(seed: int, dt: float = 1e-4, duration: float = 0.1) -> bool:
 def test_discrete_gradient_points_the_way_of_the_exact_gradient(kind):
     """Cosine between the discrete- and exact-mode gradients of each weight tensor, at dt = 0.1 ms on networks
     where both modes fire the same spikes. (At dt = 1 ms each discrete spike lags the continuous one by up to a
-    step and the lag accumulates, so the modes fire different spike trains; `python -m sweeps.eventprop_modes`.)"""
+    step and the lag accumulates, so the modes fire different spike trains; `python -m sweeps.diagnostics.eventprop_modes`.)"""
     table = [cosines(seed, kind, 1e-4, 0.1) for seed in COMPARABLE]
     print(kind, [[round(c, 3) for c in row] for row in table])
     flat = sorted(c for row in table for c in row)
@@ -409,7 +360,7 @@ def test_bad_config_values_raise_value_error_naming_the_key(tmp_path):
         build(tmp_path, "algorithm.time_mode=continuous")
     with pytest.raises(ValueError, match="algorithm.first_spike_tau0"):
         build(tmp_path, "algorithm.first_spike_tau0=0.0")
-    assert "first_spike" in READOUTS
+    assert "first_spike" in LOSS_KINDS
     with pytest.raises(ValueError, match="eventprop"):
         readout_logits(torch.zeros(1, 3, 2), "first_spike")
 
@@ -418,7 +369,7 @@ def test_silent_neurons_get_their_input_weights_lifted_at_epoch_end(tmp_path):
     module, _ = build(tmp_path, "model.hidden=6", "data.channels=10", "algorithm.silent_lift=0.05")
     module.log = lambda *a, **k: None
     module.lr_schedulers = lambda: None
-    module._stats["train"]["counts"] = torch.tensor([0.0, 3.0, 0.0, 1.0, 2.0, 5.0])
+    module.epoch_metrics["train_activity"].update(torch.tensor([[0.0, 3.0, 0.0, 1.0, 2.0, 5.0]]), torch.zeros(1, 4, 10))
     before = module.net.w_in.detach().clone()
     module.on_train_epoch_end()
     diff = module.net.w_in.detach() - before

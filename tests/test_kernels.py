@@ -25,20 +25,14 @@ from algorithms import build_module
 from algorithms.base import lif_params_from_config
 from algorithms.kernels import compile as compile_
 from algorithms.kernels import cpu_lif, select_backend
-from algorithms.kernels.selfcheck import compare, default_cases, rel_err
+from sweeps.diagnostics.kernel_check import compare, default_cases, rel_err
 from algorithms.neuron import LIFParams, lif_forward, lif_reference, lif_sequence
 from train import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5  # the issue's bar: relative error in float32
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small problems: one thread each (a second one only waits on the other's small products)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 needs_compiler = pytest.mark.skipif(not cpu_lif.available(), reason="the C++ loop did not compile here")
@@ -114,7 +108,7 @@ def triton_results() -> list[dict]:
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "algorithms.kernels.selfcheck", "--backend", "triton", "--device", "cpu"],
+        [sys.executable, "-m", "sweeps.diagnostics.kernel_check", "--backend", "triton", "--device", "cpu"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,20 +16,15 @@ import torch
 
 from algorithms.network import InitParams
 from algorithms.neuron import LIFParams, leaky_readout
-from algorithms.paralif import SPIKE_MODES, ParaLIFLayer, ParaLIFNet, SpikeFunction, lif_membrane, neuron_major
+from algorithms.parallel_lif import lif_membrane, neuron_major
+from algorithms.paralif import SPIKE_MODES, ParaLIFLayer, ParaLIFNet, ParaLIFSpikes
 from algorithms.surrogates import get_surrogate, spike
 from tests.conftest import overrides_for
 
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are small: one thread avoids OpenMP oversubscription (100x slower) on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 NORM = {"": lambda v: v, "S": torch.sigmoid, "T": torch.tanh, "TR": lambda v: torch.relu(torch.tanh(v))}
@@ -99,7 +94,7 @@ def sequential_layer(x, layer, mode, noise_h, noise_s):
 
 
 def make_layer(mode, recurrent, n_in=5, n_out=6, threshold=None, learn=True, membrane="scan", integration="held"):
-    spike_fn = SpikeFunction(mode, "fast_sigmoid", 2.0, 0.7)
+    spike_fn = ParaLIFSpikes(mode, "fast_sigmoid", 2.0, 0.7)
     if threshold is None:
         threshold = {"D": 0.2, "T": 1.0}[mode[-1]] if len(mode) == 1 else {"D": 0.03, "T": 0.4}.get(mode[-1], 1.0)
     p = LIFParams(dt=1e-3, tau_mem=12e-3, tau_syn=4e-3, threshold=threshold, integration=integration)
@@ -158,7 +153,7 @@ def test_parallel_membrane_gradients_in_input_and_learnable_time_constants_equal
 @pytest.mark.parametrize("method", ["scan", "fft"])
 def test_parallel_readout_equals_the_suites_leaky_readout(method, integration):
     p = LIFParams(dt=1e-3, tau_mem=20e-3, tau_syn=5e-3, integration=integration)
-    net = ParaLIFNet(4, 7, 3, 1, False, p, p, SpikeFunction("T"), membrane=method, chunk=20).double()
+    net = ParaLIFNet(4, 7, 3, 1, False, p, p, ParaLIFSpikes("T"), membrane=method, chunk=20).double()
     s = (torch.rand(2, 150, 7, dtype=F64) < 0.2).to(F64)
     assert rel_err(net.readout(neuron_major(s)).permute(1, 2, 0), leaky_readout(s @ net.w_out, p)) <= 1e-10
 
@@ -171,7 +166,7 @@ def test_parallel_readout_equals_the_suites_leaky_readout(method, integration):
 @pytest.mark.parametrize("mode", ["SB", "TRB"])
 def test_bernoulli_spikes_have_rate_normalised_potential_and_straight_through_gradient_p_times_dN(mode):
     v = torch.linspace(-2, 2, 9, dtype=F64).repeat(20000, 1).requires_grad_()
-    s = SpikeFunction(mode)(v, torch.tensor(0.0, dtype=F64))
+    s = ParaLIFSpikes(mode)(v, torch.tensor(0.0, dtype=F64))
     p = NORM[mode[:-1]](v.detach())
     assert set(s.detach().unique().tolist()) <= {0.0, 1.0}
     rate = s.detach().mean(0)
@@ -185,7 +180,7 @@ def test_bernoulli_spikes_have_rate_normalised_potential_and_straight_through_gr
 
 def test_gumbel_softmax_spikes_with_probability_sigmoid_2v_and_soft_sample_gradient():
     tau = 0.5
-    fn = SpikeFunction("GS", gs_temperature=tau)
+    fn = ParaLIFSpikes("GS", gs_temperature=tau)
     v = torch.linspace(-1.5, 1.5, 7, dtype=F64).repeat(40000, 1).requires_grad_()
     u = torch.rand_like(v)
     s = fn(v, torch.tensor(0.0, dtype=F64), u)
@@ -204,7 +199,7 @@ def test_delta_spikes_when_increase_of_normalised_potential_exceeds_threshold(mo
     n = NORM[mode[:-1]]
     prev = torch.cat([torch.zeros_like(v[..., :1]), v[..., :-1]], -1)
     expect = (n(v) - n(prev) >= theta).to(F64)
-    s = SpikeFunction(mode)(v, theta)
+    s = ParaLIFSpikes(mode)(v, theta)
     assert torch.equal(s, expect) and 0 < expect.sum() < expect.numel()
 
 
@@ -213,7 +208,7 @@ def test_delta_spikes_when_increase_of_normalised_potential_exceeds_threshold(mo
 def test_threshold_spikes_and_surrogate_gradient_of_normalised_potential(mode, surrogate):
     theta = torch.tensor(0.4, dtype=F64, requires_grad=True)
     v = (2 * torch.randn(3, 40, 4, dtype=F64)).requires_grad_()
-    fn = SpikeFunction(mode, surrogate, 3.0)
+    fn = ParaLIFSpikes(mode, surrogate, 3.0)
     s = fn(v, theta)
     n = NORM[mode[:-1]]
     u = n(v.detach()) - 0.4
@@ -263,7 +258,7 @@ def test_layer_eqs_22_23_24_equal_step_by_step_form_and_its_autograd_gradients(m
 def test_two_layer_stack_with_readout_equals_step_by_step_layers_and_leaky_readout():
     torch.manual_seed(3)
     p = LIFParams(dt=1e-3, tau_mem=15e-3, tau_syn=5e-3, threshold=0.3)
-    spike_fn = SpikeFunction("D", "fast_sigmoid", 2.0)
+    spike_fn = ParaLIFSpikes("D", "fast_sigmoid", 2.0)
     net = ParaLIFNet(5, 8, 3, 2, True, p, p, spike_fn, init=InitParams(0.5, 3.0, 1.0, 1.0), chunk=16).double()
     x = (torch.rand(2, 60, 5) < 0.3).to(F64)
     s, v_out = net(x)

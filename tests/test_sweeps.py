@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from algorithms import REGISTRY
 from sweeps import optimize, search_space
-import train
+import configs.parse as configs_parse
 from train import ROOT, compose_config
 
 WANDB_FILES = sorted((ROOT / "sweeps" / "wandb").glob("*.yaml"))
@@ -179,9 +179,9 @@ def test_format_value_reads_back_as_the_same_value_through_train_config(value):
 
 def test_sweep_config_rejects_unknown_keys_and_choices():
     assert optimize.load_sweep_config(["sweep.sampler=random", "sweep.n_trials=3"]).n_trials == 3
-    with pytest.raises(ValueError, match="unknown key 'sweep.n_trial'"):
+    with pytest.raises(ValueError, match="unknown config key 'sweep.n_trial'; did you mean 'sweep.n_trials'"):
         optimize.load_sweep_config(["sweep.n_trial=3"])
-    with pytest.raises(ValueError, match="sweep.sampler=cmaes; choose one of: tpe, random, grid"):
+    with pytest.raises(ValueError, match="sweep.sampler=cmaes: choose one of: tpe, random, grid"):
         optimize.load_sweep_config(["sweep.sampler=cmaes"])
     with pytest.raises(ValueError, match="sweep.pruner"):
         optimize.load_sweep_config(["sweep.pruner=always"])
@@ -270,7 +270,7 @@ def test_tpe_study_with_pruning_completes_and_prunes_trials_logs_one_wandb_run_e
     (configs / "experiment").mkdir()
     (configs / "experiment" / "t-best.yaml").write_text((out / "best.yaml").read_text())
     with monkeypatch.context() as patch:
-        patch.setattr(train, "CONFIG_DIR", configs)
+        patch.setattr(configs_parse, "CONFIG_DIR", configs)
         reproduced = compose_config(["experiment=t-best"])
     assert reproduced.optim.lr == best.params["optim.lr"]
     assert (reproduced.algorithm.name, reproduced.data.name, reproduced.data.n_classes) == ("bptt", "synthetic", 4)
@@ -335,7 +335,7 @@ def test_train_py_runs_with_the_argument_list_a_wandb_agent_passes_and_logs_the_
         values[key] = yaml.safe_load(value) if key != "data.root" else value
     argv = agent_command(sweep, values)
     assert argv[:3] == ["/usr/bin/env", sys.executable, "train.py"]
-    assert "algorithm=bptt" in argv and "optim.lr=0.01" in argv and "trainer.progress_bar=False" in argv
+    assert "algorithm=bptt" in argv and "optim.lr=0.01" in argv and "trainer.enable_progress_bar=False" in argv
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     run = wandb_run(offline_run_dir(tmp_path / "run"))

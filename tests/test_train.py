@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import os
 import subprocess
 import sys
@@ -26,12 +28,12 @@ def test_unknown_key_names_the_key_and_the_valid_ones():
 
 
 def test_unknown_group_choice_lists_the_choices():
-    with pytest.raises(ConfigError, match=r"unknown algorithm 'bpt'; choose one of: .*bptt"):
+    with pytest.raises(ConfigError, match=r"unknown algorithm 'bpt'; did you mean 'bptt'\? choose one of: .*bptt"):
         compose_config(["algorithm=bpt"])
 
 
 def test_wrong_type_names_the_key_and_expected_type():
-    with pytest.raises(ConfigError, match=r"model.hidden='many': expected int"):
+    with pytest.raises(ConfigError, match=r"model.hidden=.many.: expected int"):
         compose_config(["model.hidden=many"])
     with pytest.raises(ConfigError, match=r"model.recurrent=3: expected bool"):
         compose_config(["model.recurrent=3"])
@@ -45,10 +47,22 @@ def test_bad_value_and_bad_key_exit_with_one_line_on_stderr(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
 
 
-def test_end_to_end_bptt_on_generated_data_well_above_chance(tmp_path):
+def chance_bound(n: int, p: float, alpha: float) -> float:
+    """The accuracy that guessing (each of n answers right with probability p) exceeds with probability < alpha:
+    the smallest k/n with P(Binomial(n, p) >= k) < alpha."""
+    tail = 1.0
+    for k in range(n + 1):
+        if tail < alpha:
+            return k / n
+        tail -= math.comb(n, k) * p**k * (1 - p) ** (n - k)
+    return 1.0
+
+
+def test_end_to_end_bptt_on_generated_data_is_above_chance_at_p_below_1e_9(tmp_path, one_thread):
     cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=4", "model.hidden=128"))
     results = train.run(cfg)
-    assert results["test/acc"] > 0.3, results  # chance is 0.05
+    bound = chance_bound(cfg.data.synthetic.n_test, 1 / cfg.data.n_classes, 1e-9)  # 20 classes, 500 test samples
+    assert results["test/acc"] > bound, (bound, results)
     out = tmp_path / "run"
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["model"]["hidden"] == 128

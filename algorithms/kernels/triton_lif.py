@@ -32,7 +32,7 @@ import triton
 import triton.language as tl
 
 BLOCK_H_FF = 128  # hidden units per program in the feed-forward kernels
-TUNING: dict[str, int] = {}  # overrides of the recurrent layout: block_b, block_k, stages, warps (sweeps/gpu_check)
+TUNING: dict[str, int] = {}  # overrides of the recurrent layout: block_b, block_k, stages, warps (sweeps/diagnostics/gpu_check)
 
 
 @triton.jit

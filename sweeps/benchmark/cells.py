@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from train import compose_config
+from configs import compose_config
 
 
 
@@ -42,7 +42,7 @@ def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
     """Hash of the resolved config without where it is written: a cell is the same cell iff this is equal."""
     c = OmegaConf.to_container(cfg, resolve=True)
     c.pop("output_dir", None)
-    c["trainer"].pop("progress_bar", None)
+    c["trainer"].pop("enable_progress_bar", None)
     text = yaml.safe_dump({"cfg": c, "extra": extra or {}}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -50,7 +50,7 @@ def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
 def algorithm_overrides(b: DictConfig, user: list[str], algorithm: str) -> list[str]:
     """The train.py overrides every cell of `algorithm` starts from."""
     own = list((b.algorithm_overrides or {}).get(algorithm, []) or [])
-    return [*b.overrides, f"algorithm={algorithm}", "logger=csv", *own, *user, "trainer.progress_bar=false"]
+    return [*b.overrides, f"algorithm={algorithm}", "logger=csv", *own, *user, "trainer.enable_progress_bar=false"]
 
 
 def accuracy_cell(b: DictConfig, base: list[str], algorithm: str, hidden: int, recurrent: bool, seed: int,

@@ -57,7 +57,8 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from train import ROOT, ConfigError
+from configs import ConfigError
+from train import ROOT
 
 from . import tuning
 from .cells import Cell

@@ -3,20 +3,15 @@ shipped files configs/benchmark/<name>.yaml merged onto it, and `benchmark.key=v
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-UNKNOWN = (ConfigKeyError, ConfigAttributeError)
+from configs import CONFIG_DIR, ConfigError, did_you_mean, load_structured
 
-from train import ROOT
-
-BENCH_DIR = ROOT / "configs" / "benchmark"
+BENCH_DIR = CONFIG_DIR / "benchmark"
 ISOLATION = ("auto", "fork", "spawn", "none")
 PHASES = ("tune", "tuned", "table", "scaling", "architecture")
 SAMPLERS = ("tpe", "random")
@@ -93,42 +88,14 @@ def split_args(argv: list[str]) -> tuple[str, list[str], list[str]]:
     return choice, items, overrides
 
 
-def _leaf_keys(cfg: DictConfig, prefix: str = "benchmark.") -> list[str]:
-    keys = []
-    for k, v in cfg.items():
-        keys += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, DictConfig) and k != "algorithm_overrides" else [f"{prefix}{k}"]
-    return keys
-
-
-def _one_line(err: Exception, key: str, valid: list[str]) -> ValueError:
-    if isinstance(err, UNKNOWN):
-        close = difflib.get_close_matches(key, valid, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        return ValueError(f"unknown key '{key}'; {hint}valid keys: {', '.join(valid)}")
-    msg = str(err).splitlines()[0]
-    return ValueError(f"{key}: {msg}")
-
-
 def load_benchmark_config(choice: str, items: list[str] | None = None) -> DictConfig:
     """configs/benchmark/<choice>.yaml (or the YAML file `choice`) on the schema, with `benchmark.key=value` items."""
     path = Path(choice).expanduser() if choice.endswith((".yaml", ".yml")) else BENCH_DIR / f"{choice}.yaml"
     if not path.is_file():
-        names = ", ".join(sorted(p.stem for p in BENCH_DIR.glob("*.yaml")))
-        raise ValueError(f"unknown benchmark '{choice}'; choose one of: {names} (or a .yaml path)")
-    schema = OmegaConf.structured(BenchmarkConfig)
-    valid = _leaf_keys(schema)
-    try:
-        bcfg = OmegaConf.merge(schema, OmegaConf.load(path))
-    except (*UNKNOWN, ValidationError) as err:
-        raise ValueError(f"{path}: {str(err).splitlines()[0]}") from None
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"'{item}' is not of the form benchmark.key=value")
-        key, raw = item.split("=", 1)
-        try:
-            OmegaConf.update(bcfg, key[len("benchmark.") :], yaml.safe_load(raw) if raw else None, merge=False)
-        except (*UNKNOWN, ValidationError) as err:
-            raise _one_line(err, key, valid) from None
+        names = sorted(p.stem for p in BENCH_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown benchmark '{choice}'; {did_you_mean(choice, names)}choose one of: "
+                          f"{', '.join(names)} (or a .yaml path)")
+    bcfg = load_structured(BenchmarkConfig, path, list(items or []), "benchmark.")
     check_benchmark_config(bcfg)
     return bcfg
 
@@ -139,41 +106,40 @@ def check_benchmark_config(b: DictConfig) -> None:
 
     def choice(key: str, value: Any, options: tuple) -> None:
         if value not in options:
-            raise ValueError(f"benchmark.{key}={value}; choose one of: {', '.join(options)}")
+            raise ConfigError(f"benchmark.{key}={value}; choose one of: {', '.join(options)}")
 
     for key in ("algorithms", "tuning.random_search"):
         for a in OmegaConf.select(b, key):
             if a not in REGISTRY:
-                close = difflib.get_close_matches(a, list(REGISTRY), n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
-                raise ValueError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(sorted(REGISTRY))}")
+                hint = did_you_mean(a, list(REGISTRY))
+                raise ConfigError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(sorted(REGISTRY))}")
     for key in ("seeds", "architecture.seeds"):
         if not OmegaConf.select(b, key):
-            raise ValueError(f"benchmark.{key} must be a non-empty list of integers")
+            raise ConfigError(f"benchmark.{key} must be a non-empty list of integers")
     bad = [p for p in b.phases if p not in PHASES]
     if bad:
-        raise ValueError(f"benchmark.phases: unknown phase(s) {', '.join(map(str, bad))}; choose from: {', '.join(PHASES)}")
+        raise ConfigError(f"benchmark.phases: unknown phase(s) {', '.join(map(str, bad))}; choose from: {', '.join(PHASES)}")
     choice("isolate", b.isolate, ISOLATION)
     choice("tuning.sampler", b.tuning.sampler, SAMPLERS)
     choice("tuning.pruner", b.tuning.pruner, PRUNERS)
     if b.workers < 1:
-        raise ValueError(f"benchmark.workers={b.workers}: must be an integer >= 1")
+        raise ConfigError(f"benchmark.workers={b.workers}: must be an integer >= 1")
     if b.workers > 1 and b.isolate == "none":
-        raise ValueError("benchmark.workers > 1 needs cells in child processes: set benchmark.isolate=auto")
+        raise ConfigError("benchmark.workers > 1 needs cells in child processes: set benchmark.isolate=auto")
     for key in ("scaling.steps", "scaling.hidden", "architecture.hidden"):
         sizes = OmegaConf.select(b, key)
         if not sizes or not all(s > 0 for s in sizes):
-            raise ValueError(f"benchmark.{key} must be a non-empty list of positive integers, got {list(sizes or [])}")
+            raise ConfigError(f"benchmark.{key} must be a non-empty list of positive integers, got {list(sizes or [])}")
     positive = ("scaling.repeats", "tuning.trials", "tuning.max_epochs", "tuning.epochs")
     for key in positive:
         if OmegaConf.select(b, key) < 1:
-            raise ValueError(f"benchmark.{key}={OmegaConf.select(b, key)}: must be at least 1")
+            raise ConfigError(f"benchmark.{key}={OmegaConf.select(b, key)}: must be at least 1")
     t = b.tuning
     if t.sampler == "tpe" and not 0 <= t.n_startup_trials < t.trials:
-        raise ValueError(f"benchmark.tuning.n_startup_trials={t.n_startup_trials}: must be below tuning.trials={t.trials}, "
+        raise ConfigError(f"benchmark.tuning.n_startup_trials={t.n_startup_trials}: must be below tuning.trials={t.trials}, "
                          "or TPE never uses its model")
     if b.neurobench_samples is not None and b.neurobench_samples < 1:
-        raise ValueError(f"benchmark.neurobench_samples={b.neurobench_samples}: must be >= 1 or null (whole test set)")
+        raise ConfigError(f"benchmark.neurobench_samples={b.neurobench_samples}: must be >= 1 or null (whole test set)")
     unknown = set(b.algorithm_overrides or {}) - set(REGISTRY)
     if unknown:
-        raise ValueError(f"benchmark.algorithm_overrides: unknown algorithm(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(f"benchmark.algorithm_overrides: unknown algorithm(s) {', '.join(sorted(unknown))}")

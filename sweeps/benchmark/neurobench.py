@@ -15,46 +15,21 @@ Names and units are NeuroBench's:
                          counts them for LSTMCell. Biases are not synaptic operations.
 
 The suite's networks multiply raw parameter matrices rather than calling nn.Linear, so the connection layers
-and the activations they receive come from a `Trace` of one execution instead of NeuroBench's module hooks:
-  - a module's own `neurobench_trace(x)` if it has one;
-  - the LSTM reference (a network with `cell_trace`): per layer x → W_ih, h[t-1] → W_hh, then h → W_out;
-    activations h; and the cell's element-wise products counted as NeuroBench counts them for LSTMCell;
-  - networks with the shared SNN layout (net.w_in, optional net.w_rec, net.w_out: BPTT, EventProp, e-prop):
-    the algorithm's own `simulate(x)` gives the hidden spikes s; connections x → W_in, s[t-1] → W_rec,
-    s[t] → W_out; activations s;
-  - otherwise a module-level `project(W, x)` of the network's module, through which every connection of
-    ParaLIF passes (neuron-major x (n_in, batch, time)): its calls are recorded, like NeuroBench's pre-hooks
-    on connection layers; activations are the inputs of every connection except the data input and W_rec.
+and the activations they receive come from each module's own `trace(x)` of one execution (algorithms/trace.py)
+instead of NeuroBench's module hooks: the shared SNN (BPTT, EventProp, e-prop; the algorithm's own `simulate`
+gives the spikes s): x → W_in, s[t-1] → W_rec, s[t] → W_out, activations s; ParaLIF: the same per layer; the
+LSTM reference: per layer x → W_ih, h[t-1] → W_hh, then h → W_out, activations h, and the cell's element-wise
+products counted as NeuroBench counts them for LSTMCell.
 """
 
 from __future__ import annotations
 
-import sys
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import torch
 from torch import nn
 
-
-@dataclass
-class Connection:
-    """A weight matrix (fan_in, fan_out) and the activations arriving at it, (batch, time, fan_in)."""
-
-    name: str
-    weight: torch.Tensor
-    inputs: torch.Tensor
-
-
-@dataclass
-class Trace:
-    """One execution of a network on a batch: its connections, neuron activations (batch, time, n), and
-    element-wise products (name, effective count, dense count) summed over the batch."""
-
-    connections: list[Connection] = field(default_factory=list)
-    activations: list[torch.Tensor] = field(default_factory=list)
-    elementwise: list[tuple[str, float, float]] = field(default_factory=list)
+from algorithms.trace import Connection, Trace
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,83 +61,10 @@ def connection_sparsity(model: nn.Module) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def shift_one_step(s: torch.Tensor) -> torch.Tensor:
-    """s[t-1] for every t of (batch, time, n), zeros at t = 0."""
-    return torch.cat([torch.zeros_like(s[:, :1]), s[:, :-1]], 1)
-
-
-@contextmanager
-def recording(module_name: str, fn_name: str, calls: list) -> Iterator[None]:
-    """Record (args) of every call of `module_name.fn_name` inside the block."""
-    mod = sys.modules[module_name]
-    original = getattr(mod, fn_name)
-
-    def recorder(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    setattr(mod, fn_name, recorder)
-    try:
-        yield
-    finally:
-        setattr(mod, fn_name, original)
-
-
 @torch.no_grad()
 def trace(module: nn.Module, x: torch.Tensor) -> Trace:
-    """The connections and activations of one execution of `module` (a SpikingModule) on x (batch, time, in)."""
-    if hasattr(module, "neurobench_trace"):
-        return module.neurobench_trace(x)
-    net = module.net
-    if hasattr(net, "cell_trace"):
-        return lstm_trace(net, x)
-    if all(hasattr(net, k) for k in ("w_in", "w_out")):
-        spikes, _ = module.simulate(x)
-        out = Trace(activations=[spikes])
-        out.connections.append(Connection("w_in", net.w_in, x))
-        if getattr(net, "w_rec", None) is not None:
-            out.connections.append(Connection("w_rec", net.w_rec, shift_one_step(spikes)))
-        out.connections.append(Connection("w_out", net.w_out, spikes))
-        return out
-    net_module = type(net).__module__
-    if callable(getattr(sys.modules.get(net_module), "project", None)):
-        calls: list = []
-        with recording(net_module, "project", calls):
-            module.simulate(x)
-        names = {p.data_ptr(): name for name, p in net.named_parameters()}
-        x_ptr = x.data_ptr()
-        out = Trace()
-        for w, inp in calls:
-            name = names.get(w.data_ptr(), "?")
-            seen = inp.permute(1, 2, 0)  # neuron-major (n_in, batch, time) → (batch, time, n_in)
-            out.connections.append(Connection(name, w, seen))
-            if inp.data_ptr() != x_ptr and not name.endswith("w_rec"):
-                out.activations.append(seen)
-        return out
-    raise ValueError(f"{type(module).__name__}: no way to trace its connections (give it a neurobench_trace(x) method)")
-
-
-def lstm_trace(net: nn.Module, x: torch.Tensor) -> Trace:
-    """The LSTM reference's execution (algorithms/lstm.py, `cell_trace`: its equations stepped explicitly).
-
-    Element-wise products per step as NeuroBench counts them for an LSTMCell (gates binarised at their
-    pre-activations): c = f⊙c[t-1] + i⊙g counts the products whose factors are both non-zero, h = o⊙tanh(c)
-    counts where o and c are; dense: 3 per hidden unit and step.
-    """
-    out = Trace()
-    layers = net.cell_trace(x)
-    for k, layer in enumerate(layers):
-        w_ih = getattr(net.lstm, f"weight_ih_l{k}").T
-        w_hh = getattr(net.lstm, f"weight_hh_l{k}").T
-        out.connections.append(Connection(f"lstm.ih{k}", w_ih, layer["input"]))
-        out.connections.append(Connection(f"lstm.hh{k}", w_hh, shift_one_step(layer["h"])))
-        i, f, g, o = (layer["gates"] != 0).unbind(2)
-        c1 = (f & (shift_one_step(layer["c"]) != 0)).float() + (i & g).float()
-        effective = c1.sum() + (o & (c1 != 0)).sum()
-        out.elementwise.append((f"lstm.cell{k}", float(effective), 3.0 * c1.numel()))
-        out.activations.append(layer["h"])
-    out.connections.append(Connection("w_out", net.w_out, layers[-1]["h"]))
-    return out
+    """The connections and activations of one execution of `module` on x (batch, time, in): its own `trace`."""
+    return module.trace(x)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Scheduling: skip finished cells, run the rest in child processes (one at a time or `workers` at once), relay
-their progress lines, print each result with an ETA."""
+their progress lines, print each result with tqdm's progress meter."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import yaml
+from tqdm import tqdm
 
 from .cells import Cell
-from .work import EpochProgress, cell_entry, fmt_s
+from .work import EpochProgress, cell_entry
 
 CELL_FILE = "cell.yaml"
 RELAYED = (EpochProgress.PREFIX, "[trial ", "study ")  # the child's log lines the parent prints
@@ -101,38 +101,33 @@ def run_all(out: Path, cells: list[Cell], mode: str, after_each=None, workers: i
     skipped = len(cells) - len(todo)
     if skipped:
         print(f"{skipped} of {len(cells)} cells already done (skipped)", flush=True)
-    durations: dict[tuple[str, str], list[float]] = {}
     failures: dict[str, str] = {}
-
-    def estimate(c: Cell) -> float | None:
-        same = durations.get((c.kind, c.algorithm))
-        if same:
-            return float(np.mean(same))
-        kind = [d for (k, _), ds in durations.items() if k == c.kind for d in ds]
-        return float(np.mean(kind)) if kind else None
-
+    t0 = time.perf_counter()
     for i, cell in enumerate(todo):
         print(f"[{i + 1}/{len(todo)}] {cell.kind:8s} {cell.name} ...", flush=True)
-        t0 = time.perf_counter()
+        start = time.perf_counter()
         ok, err = run_cell(out, cell, mode)
-        took = time.perf_counter() - t0
-        durations.setdefault((cell.kind, cell.algorithm), []).append(took)
-        rest = [estimate(c) for c in todo[i + 1 :]]
-        eta = None if any(r is None for r in rest) else sum(rest)
-        report_cell(out, cell, ok, err, took, eta, failures, after_each)
+        report_cell(out, cell, ok, err, time.perf_counter() - start, progress(i + 1, len(todo), t0), failures, after_each)
     return failures
 
 
-def report_cell(out: Path, cell: Cell, ok: bool, err: str, took: float, eta, failures: dict, after_each, name="") -> None:
-    """Print a finished cell's figure (or its error, recorded in failures) with the ETA; refresh the reports."""
+def progress(done: int, total: int, t0: float) -> str:
+    """'3/15 cells, 02:05 elapsed, ETA 08:20': tqdm's meter (its rate and ETA), as one line for the log."""
+    return tqdm.format_meter(done, total, time.perf_counter() - t0, unit="cell",
+                             bar_format="{n_fmt}/{total_fmt} cells, {elapsed} elapsed, ETA {remaining}")
+
+
+def report_cell(out: Path, cell: Cell, ok: bool, err: str, took: float, meter: str, failures: dict, after_each,
+                name: str = "") -> None:
+    """Print a finished cell's figure (or its error, recorded in failures) with the progress; refresh the reports."""
     if ok:
         row = yaml.safe_load(done_file(out, cell).read_text())["row"]
         what = {"accuracy": lambda: f"test acc {row['test_acc']:.4f}", "scaling": lambda: f"step {row['step_s']:.3g} s",
                 "tune": lambda: f"best val acc {row['best_val_acc']:.4f} (trial {row['best_trial']})"}[cell.kind]()
-        print(f"    {name}done in {took:.1f} s: {what}   ETA {fmt_s(eta)}", flush=True)
+        print(f"    {name}done in {took:.1f} s: {what}   [{meter}]", flush=True)
     else:
         failures[cell.name] = err
-        print(f"    {name}FAILED after {took:.1f} s: {err}   ETA {fmt_s(eta)}", flush=True)
+        print(f"    {name}FAILED after {took:.1f} s: {err}   [{meter}]", flush=True)
     if after_each:
         after_each()
 
@@ -157,8 +152,8 @@ def run_parallel(out: Path, cells: list[Cell], workers: int, after_each=None) ->
         for fut in as_completed([pool.submit(one, i, c) for i, c in enumerate(todo)]):
             cell, ok, err, took = fut.result()
             finished += 1
-            eta = (time.perf_counter() - t0) / finished * (len(todo) - finished)
-            report_cell(out, cell, ok, err, took, eta, failures, after_each, name=f"{cell.name} ")
+            report_cell(out, cell, ok, err, took, progress(finished, len(todo), t0), failures, after_each,
+                        name=f"{cell.name} ")
     return failures
 
 

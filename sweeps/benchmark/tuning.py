@@ -23,7 +23,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from sweeps import search_space
-from train import compose_config
+from configs import compose_config
 
 from .cells import Cell, accuracy_cell, algorithm_overrides, config_hash
 

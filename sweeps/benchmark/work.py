@@ -18,8 +18,9 @@ import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
+from tqdm import tqdm
 
-from train import compose_config
+from configs import compose_config
 
 from .cells import Cell, config_hash
 from .tuning import run_tune
@@ -65,16 +66,16 @@ class EpochProgress(Callback):
 
     def on_train_epoch_start(self, trainer, module) -> None:
         if not hasattr(self, "t0"):
-            self.t0 = time.perf_counter()
+            self.t0, self.first = time.perf_counter(), trainer.current_epoch  # a resumed fit starts later
 
     def on_validation_epoch_end(self, trainer, module) -> None:
         if trainer.sanity_checking:
             return
         done, total = trainer.current_epoch + 1, trainer.max_epochs
-        per_epoch = (time.perf_counter() - self.t0) / done
         acc = float(trainer.callback_metrics.get("val/acc", float("nan")))
-        print(f"{self.PREFIX}{done}/{total}: val acc {acc:.4f}, {per_epoch:.1f} s/epoch, "
-              f"cell ETA {fmt_s(per_epoch * (total - done))}", flush=True)
+        meter = tqdm.format_meter(done - self.first, total - self.first, time.perf_counter() - self.t0, unit="epoch",
+                                  bar_format="{rate_inv_fmt}, cell ETA {remaining}")
+        print(f"{self.PREFIX}{done}/{total}: val acc {acc:.4f}, {meter}", flush=True)
 
 
 def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     import torch
 
     import train
-    from algorithms import build_module, get_algorithm
+    from algorithms import SpikingModule, build_module, get_algorithm
     from algorithms.measure import peak_rss_bytes
     from . import neurobench
 
@@ -117,7 +118,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
     batches = [x.to(device) for x in test_set_frames(cfg, cell.info.get("neurobench_samples"))]
     nb = {**neurobench.static_metrics(module), **neurobench.workload_metrics(module, batches)}
-    spiking = getattr(get_algorithm(cell.algorithm), "spiking", True)
+    spiking = issubclass(get_algorithm(cell.algorithm), SpikingModule)  # the LSTM reports activations, not spikes
     finite = [s for s in curve["epoch_s"] if math.isfinite(s)]
     row = {
         "test_acc": float(results["test/acc"]),
@@ -213,13 +214,6 @@ def _plain(obj: Any) -> Any:
 
 
 RUNNERS = {"accuracy": run_accuracy, "scaling": run_scaling, "tune": run_tune}
-
-
-def fmt_s(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def git_commit() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """CPU speed of BPTT's training step: the fast LIF path against the eager loops and the matrix products alone.
 
-    python -m sweeps.bench_lif                      # recurrent, hidden 256, batch 32, T = 1000, 700 inputs
-    python -m sweeps.bench_lif --steps 500 --hidden 512 --feedforward
+    python -m sweeps.diagnostics.bench_lif                      # recurrent, hidden 256, batch 32, T = 1000, 700 inputs
+    python -m sweeps.diagnostics.bench_lif --steps 500 --hidden 512 --feedforward
 
 Four timings of one training step (loss and every parameter's gradient; no optimiser update), each the
 median of about --repeats timed runs after a warm-up (algorithms/measure.step_time), on the wall clock and on
@@ -29,7 +29,7 @@ import torch
 from algorithms import build_module
 from algorithms.measure import step_time
 from algorithms.neuron import lif_reference
-from train import compose_config
+from configs import compose_config
 
 
 def make_module(backend: str, args: argparse.Namespace):

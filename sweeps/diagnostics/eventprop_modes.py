@@ -1,9 +1,9 @@
 """How far EventProp's `discrete` gradient is from the `exact` one, on the finite-difference test networks.
 
-    python -m sweeps.eventprop_modes                       # dt = 1 ms and 0.1 ms, seeds 0–24, every loss
-    python -m sweeps.eventprop_modes --dt 1e-3 --seeds 0 2 3
+    python -m sweeps.diagnostics.eventprop_modes                       # dt = 1 ms and 0.1 ms, seeds 0–24, every loss
+    python -m sweeps.diagnostics.eventprop_modes --dt 1e-3 --seeds 0 2 3
 
-The networks are those of tests/test_eventprop.py (`small_network`: 2 trials, 5 inputs, 4 recurrent hidden,
+The networks are those of tests/test_eventprop.py (`networks.small_network`: 2 trials, 5 inputs, 4 recurrent hidden,
 3 outputs, 100 ms, 8 input spikes per channel; seeds 0, 2, 3 are the ones whose exact gradient the tests check
 against finite differences). For each network and loss both modes compute dL/dW_in, dL/dW_rec, dL/dW_out from
 the same weights; printed per dt and loss:
@@ -22,20 +22,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from algorithms.event_sim import InputSpikes, discrete_spikes, exact_spikes
+from algorithms.eventprop import Setup
 
-from algorithms.event_sim import InputSpikes, discrete_spikes, exact_spikes  # noqa: E402
-from algorithms.eventprop import Setup  # noqa: E402
-from tests.test_eventprop import LOSSES, eventprop_grads, params, small_network  # noqa: E402
+from .networks import LOSSES, eventprop_grads, params, small_network
 
 
 def compare(seed: int, kind: str, dt: float, duration: float, integration: str) -> tuple[list[float], float, bool]:

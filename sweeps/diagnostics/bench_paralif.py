@@ -1,7 +1,7 @@
 """Benchmark: ParaLIF's training step against its own input projection and against BPTT-LIF.
 
-    python -m sweeps.bench_paralif                       # hidden 256, batch 32, T = 100 500 1000
-    python -m sweeps.bench_paralif --recurrent --steps 1000
+    python -m sweeps.diagnostics.bench_paralif                       # hidden 256, batch 32, T = 100 500 1000
+    python -m sweeps.diagnostics.bench_paralif --recurrent --steps 1000
 
 For each sequence length T, measured in this one run on this machine (median wall seconds of about --repeats
 timed calls after a warm-up, algorithms/measure.step_time):
@@ -21,7 +21,7 @@ import torch
 
 from algorithms import build_module
 from algorithms.measure import step_time
-from train import compose_config
+from configs import compose_config
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -1,8 +1,8 @@
 """EventProp against BPTT as trials and layers grow: step memory, step time, and what they grow with.
 
-    OMP_NUM_THREADS=1 python -m sweeps.bench_eventprop                 # the tables of the README (~10 min)
-    python -m sweeps.bench_eventprop --steps 100 1000 --hidden 256 --no-rss   # a quick look
-    python -m sweeps.bench_eventprop --one eventprop 1000 256 shd      # one RSS cell in this process (JSON)
+    OMP_NUM_THREADS=1 python -m sweeps.diagnostics.bench_eventprop                 # the tables of the README (~10 min)
+    python -m sweeps.diagnostics.bench_eventprop --steps 100 1000 --hidden 256 --no-rss   # a quick look
+    python -m sweeps.diagnostics.bench_eventprop --one eventprop 1000 256 shd      # one RSS cell in this process (JSON)
 
 Input like SHD's: Poisson spikes at `--input-rate` spikes per second per trial (default 8000, SHD's mean),
 spread over the 700 channels and over the whole trial, binned at dt = 1 ms; the hidden layer (recurrent, batch
@@ -49,7 +49,7 @@ def trials(steps: int, rate: float, active_steps: int | None, seed: int = 0) -> 
 
 def build(algorithm: str, steps: int, hidden: int, in_mean: float):
     from algorithms import build_module
-    from train import compose_config
+    from configs import compose_config
 
     torch.manual_seed(0)
     return build_module(compose_config([
@@ -82,7 +82,7 @@ def cell(algorithm: str, steps: int, hidden: int, pattern: str, a) -> dict:
 
 def rss_cell(algorithm: str, steps: int, hidden: int, pattern: str, a) -> float:
     """Peak RSS growth of one step in a fresh process (bytes)."""
-    cmd = [sys.executable, "-m", "sweeps.bench_eventprop", "--one", algorithm, str(steps), str(hidden), pattern,
+    cmd = [sys.executable, "-m", "sweeps.diagnostics.bench_eventprop", "--one", algorithm, str(steps), str(hidden), pattern,
            "--in-mean", str(a.in_mean), "--input-rate", str(a.input_rate)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["rss"]
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         return [(t, h, pattern) for t, h in cases]
 
     print(f"Batch {BATCH}, {N_IN} inputs at {a.input_rate:g} spikes/s per trial, recurrent, dt 1 ms, "
-          f"{a.threads} thread(s); MB = 1e6 bytes. Command: python -m sweeps.bench_eventprop "
+          f"{a.threads} thread(s); MB = 1e6 bytes. Command: python -m sweeps.diagnostics.bench_eventprop "
           + " ".join(argv if argv is not None else sys.argv[1:]))
     table("(1) SHD-like activity over the whole trial, hidden 256", "T", key(series["shd"], "shd"), rows, a)
     hid = key(series["hidden"], "hidden")

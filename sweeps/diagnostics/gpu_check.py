@@ -1,10 +1,10 @@
 """The one GPU check of the fused Triton LIF kernels: correctness, then speed, as Markdown tables.
 
-    python -m sweeps.gpu_check                 # on a machine with a CUDA GPU; about 5 minutes on an H200
-    python -m sweeps.gpu_check --skip-epochs   # kernels only
-    TRITON_INTERPRET=1 python -m sweeps.gpu_check --device cpu --smoke   # dry run of the script on a CPU
+    python -m sweeps.diagnostics.gpu_check                 # on a machine with a CUDA GPU; about 5 minutes on an H200
+    python -m sweeps.diagnostics.gpu_check --skip-epochs   # kernels only
+    TRITON_INTERPRET=1 python -m sweeps.diagnostics.gpu_check --device cpu --smoke   # dry run of the script on a CPU
 
-1. Correctness: `algorithms.kernels.selfcheck.compare` for the test suite's cases plus two at training
+1. Correctness: `sweeps.diagnostics.kernel_check.compare` for the test suite's cases plus two at training
    size (float32): spikes identical, U and gradients within 1e-5 of the reference loops (relative to
    the largest value). At training size a spike can flip where the two summation orders of s W_rec round
    differently right at threshold; the table then shows the fraction of differing spikes.
@@ -28,17 +28,15 @@ import dataclasses
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from algorithms import REGISTRY, build_module, get_algorithm
+from algorithms.measure import step_time
+from algorithms.neuron import LIFParams, lif_reference, lif_sequence
+from configs import compose_config
 
-from algorithms import REGISTRY, build_module, get_algorithm  # noqa: E402
-from algorithms.kernels.selfcheck import compare, default_cases  # noqa: E402
-from algorithms.neuron import LIFParams, lif_reference, lif_sequence  # noqa: E402
-from train import compose_config  # noqa: E402
+from .kernel_check import compare, default_cases
 
 TOL = 1e-5
 
@@ -49,15 +47,9 @@ def sync(device: str) -> None:
 
 
 def best_time(fn, device: str, repeats: int) -> float:
-    fn()  # warm-up (compiles the kernels on first use)
-    sync(device)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Median seconds of one call over about `repeats` timed calls after one warm-up call (which compiles the
+    kernels), by torch.utils.benchmark's Timer (it synchronises CUDA) through measure.step_time."""
+    return step_time(fn, threads=torch.get_num_threads(), warmup=1, runs=repeats).median_s
 
 
 # ----------------------------------------------------------------------------------------------

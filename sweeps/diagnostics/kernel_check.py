@@ -1,11 +1,11 @@
-"""Compare a backend with the reference loops on random inputs: the check behind the tests and sweeps/gpu_check.
+"""Compare a backend with the reference loops on random inputs: the check behind the tests and sweeps/diagnostics/gpu_check.
 
 `compare(backend, ...)` runs forward (spikes, U), the surrogate-gradient backward (dL/da, dL/dW_rec) and the
 readout filter once with `backend` and once with `reference`, and reports how far apart they are.
 Run as a script it prints one JSON line per case (the test suite runs it in a subprocess with
 TRITON_INTERPRET=1, so that the Triton kernels execute on the CPU):
 
-    TRITON_INTERPRET=1 python -m algorithms.kernels.selfcheck --backend triton --device cpu
+    TRITON_INTERPRET=1 python -m sweeps.diagnostics.kernel_check --backend triton --device cpu
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from ..neuron import LIFParams, exp_filter, lif_forward, lif_sequence
+from algorithms.neuron import LIFParams, exp_filter, lif_forward, lif_sequence
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:

@@ -1,8 +1,8 @@
 """Training memory of e-prop against BPTT as the trial grows: one training step per (algorithm, T).
 
-    python -m sweeps.bench_eprop                       # T = 100, 500, 1000; hidden 256, batch 32, 700 inputs
-    python -m sweeps.bench_eprop --steps 100 2000 --hidden 128
-    python -m sweeps.bench_eprop --one eprop 500       # one cell in this process (prints JSON)
+    python -m sweeps.diagnostics.bench_eprop                       # T = 100, 500, 1000; hidden 256, batch 32, 700 inputs
+    python -m sweeps.diagnostics.bench_eprop --steps 100 2000 --hidden 128
+    python -m sweeps.diagnostics.bench_eprop --one eprop 500       # one cell in this process (prints JSON)
 
 Each (algorithm, T) cell runs in its own fresh process (`--one`), which builds the module, takes a short warm-up
 step (T = 10: libraries, threads, the compiled loop), then measures two training steps on the same batch:
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def measure_one(
@@ -34,7 +34,7 @@ def measure_one(
 
     from algorithms import build_module
     from algorithms.measure import peak_rss_growth
-    from train import compose_config
+    from configs import compose_config
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -55,7 +55,7 @@ def measure_one(
 
     t0 = time.perf_counter()
     rss = peak_rss_growth(step)
-    wall = time.perf_counter() - t0  # one unprofiled step: indicative (sweeps.bench_lif / bench_paralif time steps)
+    wall = time.perf_counter() - t0  # one unprofiled step: indicative (sweeps.diagnostics.bench_lif / bench_paralif time steps)
     out = step(memory=True)
     return {
         "step_mem": int(out.step_mem_bytes),
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for steps in a.steps:
         for algorithm in ("bptt", "eprop"):
-            cmd = [sys.executable, "-m", "sweeps.bench_eprop", "--one", algorithm, str(steps),
+            cmd = [sys.executable, "-m", "sweeps.diagnostics.bench_eprop", "--one", algorithm, str(steps),
                    "--hidden", str(a.hidden), "--batch", str(a.batch), "--inputs", str(a.inputs),
                    "--density", str(a.density), "--threads", str(a.threads)]
             cmd += ["--chunk", str(a.chunk)] if a.chunk else []

@@ -1,0 +1,230 @@
+"""The one config parser of the suite: `train.py`, the Optuna study and the benchmark compose their configs here.
+
+Every config is a structured config (`configs.schema`, or a schema of its own such as the benchmark's) with a YAML
+file's values merged onto it, then `key=value` items from the command line. Whatever is wrong (an unknown key or
+group choice, a value of the wrong type or out of range, a Trainer argument that Lightning does not have) raises a
+one-line `ConfigError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .schema import ALGORITHMS, TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent
+ROOT = CONFIG_DIR.parent
+GROUPS = ("algorithm", "data", "logger", "experiment")
+# Trainer arguments that train.run sets itself: the run folder, its loggers and its checkpoint callback.
+TRAINER_RESERVED = ("default_root_dir", "logger", "callbacks")
+TYPE_NAMES = {"Integer": "int", "Float": "float", "Boolean": "bool", "String": "str"}
+
+
+class ConfigError(ValueError):
+    """A bad config: unknown key or group choice, a value of the wrong type or out of range."""
+
+
+def did_you_mean(word: str, valid: list[str], what: str = "") -> str:
+    """'did you mean 'x'? ' when a valid word is close to `word`, else ''."""
+    close = difflib.get_close_matches(word, valid, n=1)
+    return f"did you mean '{what}{close[0]}'? " if close else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Items on the command line
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_item(item: str) -> tuple[str, Any]:
+    """`a.b=value`, `--a.b=value` or `+a.b=value` → ('a.b', the value read as YAML)."""
+    arg = item[2:] if item.startswith("--") else item
+    if "=" not in arg:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
+    key, raw = arg.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().lstrip("+"), value
+
+
+def _unknown_key(cfg: DictConfig, key: str, prefix: str) -> ConfigError:
+    parent_key, _, leaf = key.rpartition(".")
+    try:
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    except OmegaConfBaseException:
+        parent = None
+    if not isinstance(parent, DictConfig):
+        return ConfigError(f"unknown config key '{prefix}{key}'")
+    where = prefix + (parent_key + "." if parent_key else "")
+    valid = [str(k) for k in parent.keys()]
+    return ConfigError(f"unknown config key '{prefix}{key}'; {did_you_mean(leaf, valid, where)}"
+                       f"valid keys{' under ' + where.rstrip('.') if where else ''}: {', '.join(valid)}")
+
+
+def set_key(cfg: DictConfig, key: str, value: Any, prefix: str = "") -> None:
+    """cfg[key] = value, the schema checking key and type. `prefix` names the config in messages ('sweep.')."""
+    parent_key, _, _ = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    free_keys = isinstance(parent, DictConfig) and OmegaConf.get_type(parent) is dict  # e.g. the trainer block
+    if not free_keys and OmegaConf.select(cfg, key, default="__absent__", throw_on_missing=False) == "__absent__":
+        raise _unknown_key(cfg, key, prefix)
+    if isinstance(OmegaConf.select(cfg, key, default=None), bool) and not isinstance(value, bool):
+        raise ConfigError(f"{prefix}{key}={value!r}: expected bool (true or false)")  # OmegaConf would read 3 as true
+    try:
+        OmegaConf.update(cfg, key, value, merge=False)
+    except OmegaConfBaseException as err:
+        msg = str(err).splitlines()[0]
+        converted = re.search(r"could not be converted to (\w+)", msg)
+        if converted:
+            msg = f"expected {TYPE_NAMES.get(converted.group(1), converted.group(1))}"
+        elif "is not a ListConfig" in msg:
+            msg = f"expected a list, e.g. [{value}]"
+        elif "is not a subclass of" in msg:
+            msg = f"a section; set its keys ({', '.join(map(str, OmegaConf.select(cfg, key).keys()))})"
+        raise ConfigError(f"{prefix}{key}={value!r}: {msg}") from None
+
+
+def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
+    """The value ranges and choices of the schema's field metadata (`configs.schema.at_least`, `fraction`)."""
+    schema = OmegaConf.get_type(cfg)
+    if not dataclasses.is_dataclass(schema):
+        return
+    for f in dataclasses.fields(schema):
+        if OmegaConf.is_missing(cfg, f.name):
+            continue
+        value = cfg[f.name]
+        if isinstance(value, DictConfig):
+            check_ranges(value, f"{prefix}{f.name}.")
+            continue
+        meta = f.metadata
+        if value is None or not meta or isinstance(value, bool):
+            continue
+        name = f"{prefix}{f.name}={value}"
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{name}: {did_you_mean(str(value), list(meta['choices']))}choose one of: "
+                              f"{', '.join(meta['choices'])}")
+        if "low" in meta and (value <= meta["low"] if meta.get("above") else value < meta["low"]):
+            raise ConfigError(f"{name}: must be {'>' if meta['above'] else '>='} {meta['low']:g}")
+        if "high" in meta and value > meta["high"]:
+            raise ConfigError(f"{name}: must be <= {meta['high']:g}")
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """Every key of the trainer block is an argument of lightning.Trainer that train.run does not set itself."""
+    import lightning as L
+
+    valid = [p for p in inspect.signature(L.Trainer.__init__).parameters if p not in ("self", *TRAINER_RESERVED)]
+    for key in trainer:
+        if key in TRAINER_RESERVED:
+            raise ConfigError(f"trainer.{key} is set by train.py (the run folder, its loggers and checkpoints)")
+        if key not in valid:
+            raise ConfigError(f"unknown config key 'trainer.{key}': not an argument of lightning.Trainer; "
+                              f"{did_you_mean(str(key), valid, 'trainer.')}valid keys: {', '.join(valid)}")
+
+
+def load_structured(schema: type, path: Path, items: list[str], prefix: str) -> DictConfig:
+    """The YAML file `path` on `schema`, then `<prefix>key=value` items; keys, types and ranges checked."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.load(path))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
+    for item in items:
+        key, value = parse_item(item)
+        if not key.startswith(prefix):
+            raise ConfigError(f"'{item}' is not of the form {prefix}key=value")
+        set_key(cfg, key[len(prefix):], value, prefix)
+    _check_complete(cfg, prefix)
+    check_ranges(cfg, prefix)
+    return cfg
+
+
+def _check_complete(cfg: DictConfig, prefix: str = "") -> None:
+    missing = OmegaConf.missing_keys(cfg)
+    if missing:
+        raise ConfigError(f"config keys without a value: {', '.join(prefix + k for k in sorted(missing))}; "
+                          "set them on the command line")
+
+
+# ----------------------------------------------------------------------------------------------
+# train.py's config: configs/train.yaml and its groups
+# ----------------------------------------------------------------------------------------------
+
+
+def choices(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def load_group(group: str, choice: str) -> DictConfig:
+    path = CONFIG_DIR / group / f"{choice}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown {group} '{choice}'; {did_you_mean(str(choice), choices(group))}"
+                          f"choose one of: {', '.join(choices(group))}")
+    return OmegaConf.load(path)
+
+
+def resolve_path(p: str) -> str:
+    """An absolute path. A relative one is read from the working folder if it exists there, else from the
+    suite's folder (so that `data.root=../shared/data/fsdd-spikes` works from any folder of a checkout)."""
+    path = Path(p).expanduser()
+    if not path.is_absolute() and not path.exists() and (ROOT / path).exists():
+        path = ROOT / path
+    return str(path.resolve())
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The resolved config for command-line style overrides (`group=choice`, `a.b=value`, `--a.b=value`).
+
+    Order: configs/train.yaml → group files (experiment's own `defaults` first, then the command line's
+    choices) → the experiment file → dotted overrides. An experiment's `algorithm:` block sets its own
+    algorithm (the one its `defaults` name); with another algorithm chosen, the rest of the experiment applies
+    and that block does not. Unknown keys, wrong types, values out of range and
+    unknown Trainer arguments raise ConfigError.
+    """
+    pairs = [parse_item(o) for o in overrides or []]
+    base = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    picked = {str(k): v for k, v in base.pop("defaults").items()}
+    base_choice = picked["algorithm"]
+    cli_choices = {k: v for k, v in pairs if k in GROUPS}
+    picked.update(cli_choices)
+    experiment = None
+    if picked.get("experiment") not in (None, "null", "none"):
+        experiment = load_group("experiment", str(picked["experiment"]))
+        experiment_algorithm = dict(experiment.get("defaults", {})).get("algorithm", base_choice)
+        picked.update({k: v for k, v in dict(experiment.pop("defaults", {})).items() if k not in cli_choices})
+    algorithm = str(picked["algorithm"])
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm '{algorithm}'; {did_you_mean(algorithm, list(ALGORITHMS))}"
+                          f"choose one of: {', '.join(ALGORITHMS)}")
+    cfg = OmegaConf.structured(TrainConfig)
+    cfg.algorithm = OmegaConf.structured(ALGORITHMS[algorithm])
+    layers = [("configs/train.yaml", base)]
+    layers += [(f"configs/{g}/{picked[g]}.yaml", {g: load_group(g, str(picked[g]))}) for g in ("algorithm", "data", "logger")]
+    if experiment is not None:
+        own = experiment.pop("algorithm", None)  # settings of the experiment's own algorithm, not of another
+        if own is not None and picked["algorithm"] == own.get("name", experiment_algorithm):
+            experiment.algorithm = own
+        layers.append((f"configs/experiment/{picked['experiment']}.yaml", experiment))
+    for where, layer in layers:
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
+    cfg.experiment = picked.get("experiment") if picked.get("experiment") not in ("null", "none") else None
+    for key, value in pairs:
+        if key not in GROUPS:
+            set_key(cfg, key, value)
+    _check_complete(cfg)
+    check_ranges(cfg)
+    check_trainer(cfg.trainer)
+    cfg.data.root = resolve_path(cfg.data.root)
+    return cfg
