@@ -4,22 +4,25 @@
     python train.py algorithm=eventprop data=shd data.root=~/data/shd model.hidden=512
     python train.py experiment=fsdd_bptt trainer.max_epochs=5 logger=wandb
     python train.py --model.hidden=128 --optim.lr=0.002  # the form W&B sweep agents pass
+    python train.py resume=runs/<run>                 # continue an interrupted run in its own folder
 
 Programmatic use builds the same objects: `compose_config(overrides)`, then `run(cfg)`, or
-`algorithms.build_module(cfg)` and `datamodules.build_datamodule(cfg)` yourself.
+`algorithms.build_module(cfg, datamodules.data_shape(cfg))` and `datamodules.build_datamodule(cfg)` yourself.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from configs import GROUPS, ConfigError, choices, compose_config
+from configs import GROUPS, ConfigError, choices, compose_config, compose_resumed
 
 ROOT = Path(__file__).resolve().parent
 __all__ = ["ConfigError", "compose_config", "run", "main"]
@@ -95,6 +98,122 @@ def output_dir(cfg: DictConfig) -> Path:
     return ROOT / "runs" / f"{cfg.algorithm.name}-{cfg.data.name}-{stamp}"
 
 
+class Interrupted(Exception):
+    """Training stopped by SIGTERM or SIGINT; the run folder keeps the last completed epoch's checkpoint."""
+
+    def __init__(self, signum: int, out: Path) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}; resume with: python train.py resume={out}")
+        self.signum = signum
+
+
+def interruption_callback():
+    """A Lightning callback that stops training at the end of the current batch once SIGTERM or SIGINT has
+    arrived (a second SIGINT stops at once), raising `Interrupted`. Nothing of the unfinished epoch is saved:
+    `checkpoints/last.ckpt` is the last completed epoch, and with `EpochSeed` a resumed run repeats the
+    interrupted epoch exactly."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Interruption(Callback):
+        def __init__(self) -> None:
+            self.signum: int | None = None
+            self.previous: dict[int, Any] = {}
+
+        def _handler(self, signum, frame) -> None:
+            if signum == signal.SIGINT and self.signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signum = signum
+
+        def on_fit_start(self, trainer, module) -> None:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handler)
+
+        def on_fit_end(self, trainer, module) -> None:
+            self.restore()
+
+        def on_exception(self, trainer, module, exception) -> None:
+            self.restore()
+
+        def restore(self) -> None:
+            for sig, handler in self.previous.items():
+                signal.signal(sig, handler)
+            self.previous = {}
+
+        def on_train_batch_end(self, trainer, module, *args) -> None:
+            if self.signum is not None:
+                raise Interrupted(self.signum, Path(trainer.default_root_dir))
+
+        on_validation_batch_end = on_train_batch_end
+
+    return Interruption()
+
+
+def epoch_seed_callback(seed: int):
+    """Reseed torch, NumPy and Python at the start of every training epoch from (seed, epoch), so that what a
+    model samples in an epoch (ParaLIF's stochastic spikes) does not depend on what ran before it; the data order
+    and augmentations have their own per-epoch generators (datamodules.spikes.EpochShuffle). Together: a run
+    resumed from the checkpoint of epoch k trains epoch k + 1 as the uninterrupted run did."""
+    import random
+
+    import numpy as np
+    import torch
+    from lightning.pytorch.callbacks import Callback
+
+    class EpochSeed(Callback):
+        def on_train_epoch_start(self, trainer, module) -> None:
+            s = (int(seed) * 1_000_003 + trainer.current_epoch) % 2**31
+            torch.manual_seed(s)
+            np.random.seed(s)
+            random.seed(s)
+
+    return EpochSeed()
+
+
+def check_checkpoint(cfg: DictConfig, path: Path, shape: dict) -> None:
+    """The checkpoint exists, is one, and was trained with this config's algorithm, network and data shape."""
+    import torch
+
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]
+        saved_cfg, saved_shape = saved["cfg"], saved.get("data", shape)
+    except Exception as err:  # noqa: BLE001  (any failure to read it means the same to the user)
+        raise ConfigError(f"ckpt_path={path}: not a readable spikebench checkpoint ({type(err).__name__})") from None
+    mine = OmegaConf.to_container(cfg, resolve=True)
+    differ = [f"algorithm.name={saved_cfg['algorithm']['name']}"] if saved_cfg["algorithm"]["name"] != cfg.algorithm.name else []
+    differ += [f"model.{k}={v}" for k, v in saved_cfg["model"].items() if k not in ("backend",) and mine["model"].get(k) != v]
+    differ += [f"data shape {k}={v}" for k, v in saved_shape.items() if shape.get(k) != v]
+    if differ:
+        raise ConfigError(f"ckpt_path={path} was trained with {', '.join(differ)}; this config differs "
+                          "(resume a run with `resume=<run folder>`, which reuses its config)")
+
+
+def keep_metrics_before(out: Path, ckpt_path: str | None):
+    """Resuming into a run folder: Lightning's CSV logger starts metrics.csv afresh, so the rows of the epochs
+    up to the checkpoint's are read now and put back in front by the returned function (no-op otherwise)."""
+    import csv
+
+    metrics = out / "metrics.csv"
+    if ckpt_path is None or not metrics.is_file():
+        return lambda: None
+    import torch
+
+    last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
+    with metrics.open() as f:
+        old = [r for r in csv.DictReader(f) if r.get("epoch", "") != "" and int(r["epoch"]) <= last_epoch]
+
+    def merge() -> None:
+        with metrics.open() as f:
+            new = list(csv.DictReader(f))
+        columns = list(dict.fromkeys([*(old[0].keys() if old else []), *(new[0].keys() if new else [])]))
+        with metrics.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(old + new)
+
+    return merge
+
+
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     """Fit with validation every epoch, test the best checkpoint (unless `test=false`); returns the final metrics.
 
@@ -109,23 +228,28 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from algorithms import build_module
-    from datamodules import build_datamodule
+    from datamodules import build_datamodule, data_shape
 
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).expanduser().is_file():
-        raise ConfigError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint file")
     check_logger(cfg)
+    if cfg.ckpt_path is not None:
+        check_checkpoint(cfg, Path(cfg.ckpt_path).expanduser(), data_shape(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     torch.set_flush_denormal(bool(cfg.flush_denormal))
     dm = build_datamodule(cfg)
-    module = build_module(cfg)
+    dm.prepare_data()  # every data file found (or generated, or downloaded) before the run folder exists
+    module = build_module(cfg, data_shape(cfg))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", save_last=True, filename="best")
-    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=[ckpt, *(callbacks or [])],
+    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=[ckpt, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])],
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    merge_metrics = keep_metrics_before(out, cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    finally:
+        merge_metrics()
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
     best = ckpt.best_model_path or None
     results = {}
@@ -155,12 +279,22 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print("groups:", "; ".join(f"{g}: {', '.join(choices(g))}" for g in GROUPS))
         return 0
+    resume = [a for a in argv if a.lstrip("-").startswith("resume=")]
     try:
-        cfg = compose_config(argv)
+        if len(resume) > 1:
+            raise ConfigError("give resume= once")
+        if resume:
+            rest = [a for a in argv if a not in resume]
+            cfg = compose_resumed(resume[0].lstrip("-").split("=", 1)[1], rest)
+        else:
+            cfg = compose_config(argv)
         results = run(cfg)
     except (ConfigError, DataError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     test = f"test accuracy {results['test/acc']:.4f}  " if "test/acc" in results else "not tested (test=false)  "
     print(f"{test}(best val {results['best_val_acc']:.4f})  -> {results['output_dir']}")
     return 0

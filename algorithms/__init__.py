@@ -10,7 +10,7 @@ import importlib
 
 from omegaconf import DictConfig
 
-from .base import ClassifierModule, SpikingModule, StepOutput
+from .base import ClassifierModule, DataShape, SpikingModule, StepOutput
 
 REGISTRY: dict[str, str] = {
     "bptt": "algorithms.bptt:BPTT",
@@ -29,9 +29,10 @@ def get_algorithm(name: str) -> type[ClassifierModule]:
     return getattr(importlib.import_module(module), cls)
 
 
-def build_module(cfg: DictConfig) -> ClassifierModule:
-    """The LightningModule for a resolved config (as returned by `train.compose_config`)."""
-    return get_algorithm(cfg.algorithm.name)(cfg)
+def build_module(cfg: DictConfig, data: DataShape | dict) -> ClassifierModule:
+    """The LightningModule for a resolved config (`configs.compose_config`) and the shape of its data
+    (`datamodules.data_shape(cfg)`: n_in, n_classes, dt, duration)."""
+    return get_algorithm(cfg.algorithm.name)(cfg, data)
 
 
-__all__ = ["REGISTRY", "ClassifierModule", "SpikingModule", "StepOutput", "build_module", "get_algorithm"]
+__all__ = ["REGISTRY", "ClassifierModule", "DataShape", "SpikingModule", "StepOutput", "build_module", "get_algorithm"]

@@ -11,7 +11,7 @@ also measured: its step memory (algorithms/measure.py), logged once per run as `
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import lightning as L
@@ -27,6 +27,8 @@ from .trace import Connection, Trace, previous_step
 
 
 STAGES = ("train", "val", "test")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+SCHEDULERS = ("none", "cosine")
 
 
 @dataclass
@@ -75,23 +77,27 @@ class SavedTensorMeter:
         self._hooks.__exit__(*exc)
 
 
-def lif_params_from_config(cfg: DictConfig) -> tuple[LIFParams, LIFParams]:
-    """Hidden and readout neuron parameters; dt comes from the data config (one clock for all).
+@dataclass(frozen=True)
+class DataShape:
+    """What a module knows of its data, handed over by the datamodule side (`datamodules.data_shape(cfg)`):
+    inputs per step, classes, seconds per step (the network's clock) and seconds per sample."""
+
+    n_in: int
+    n_classes: int
+    dt: float
+    duration: float
+
+
+def lif_params_from_config(cfg: DictConfig, dt: float) -> tuple[LIFParams, LIFParams]:
+    """Hidden and readout neuron parameters on the data's clock dt (one clock for all).
 
     `model.backend` (auto | reference | triton | cpu) picks how the recurrence is computed (algorithms/kernels);
     `model.integration` (held | exact) the input gain γ of a step (neuron.py).
     """
     m = cfg.model
-    backend, integration = m.get("backend", "auto"), m.get("integration", "held")
-    hidden = LIFParams(cfg.data.dt, m.tau_mem, m.tau_syn, m.threshold, m.v_reset, backend, integration)
-    readout = LIFParams(cfg.data.dt, m.tau_mem_out, m.tau_syn_out, m.threshold, m.v_reset, backend, integration)
+    hidden = LIFParams(dt, m.tau_mem, m.tau_syn, m.threshold, m.v_reset, m.backend, m.integration)
+    readout = LIFParams(dt, m.tau_mem_out, m.tau_syn_out, m.threshold, m.v_reset, m.backend, m.integration)
     return hidden, readout
-
-
-def input_size(cfg: DictConfig) -> int:
-    """Channels after pooling, times the copies of the optional input delay line."""
-    d = cfg.data
-    return -(-d.channels // d.pool) * max(1, d.delay.copies)
 
 
 class ClassifierModule(L.LightningModule):
@@ -105,10 +111,11 @@ class ClassifierModule(L.LightningModule):
 
     reg_forms: tuple[str, ...] = ("gradient",)  # loss.reg_form values the algorithm implements
 
-    def __init__(self, cfg: DictConfig | dict) -> None:
+    def __init__(self, cfg: DictConfig | dict, data: DataShape | dict) -> None:
         super().__init__()
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.data_shape = data = DataShape(**data) if isinstance(data, dict) else data
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "data": asdict(data)})
         self.cfg = cfg
         self.automatic_optimization = False
         self.net = self.build_network(cfg)
@@ -117,10 +124,14 @@ class ClassifierModule(L.LightningModule):
             others = "; loss.reg_form=published is EventProp's (algorithm=eventprop)" if form == "published" else ""
             raise ValueError(f"unknown loss.reg_form '{form}' for {type(self).__name__}; choose one of: "
                              f"{', '.join(self.reg_forms)}{others}")
+        if cfg.optim.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optim.name '{cfg.optim.name}'; choose one of: {', '.join(OPTIMIZERS)}")
+        if cfg.optim.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown optim.scheduler '{cfg.optim.scheduler}'; choose one of: {', '.join(SCHEDULERS)}")
         self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
         self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
         self._step_mem_logged = False
-        n_classes = cfg.data.n_classes
+        n_classes = data.n_classes
         # one accuracy and one activity metric per stage ("train" cannot be a ModuleDict key: Module.train)
         self.epoch_metrics = torch.nn.ModuleDict({
             **{f"{s}_acc": MulticlassAccuracy(n_classes, average="micro") for s in STAGES},
@@ -192,16 +203,11 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.cfg.optim
-        choices = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-        if o.name not in choices:
-            raise ValueError(f"unknown optim.name '{o.name}'; choose one of: {', '.join(choices)}")
-        opt = choices[o.name](self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        opt = OPTIMIZERS[o.name](self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         if o.scheduler == "none":
             return opt
-        if o.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.cfg.trainer.max_epochs))
-            return {"optimizer": opt, "lr_scheduler": sched}
-        raise ValueError(f"unknown optim.scheduler '{o.scheduler}'; choose one of: none, cosine")
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.trainer.max_epochs or 1))
+        return {"optimizer": opt, "lr_scheduler": sched}
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -253,7 +259,7 @@ class ClassifierModule(L.LightningModule):
     def _epoch_stats(self, stage: str) -> dict[str, float]:
         """Spike statistics of the epoch (over all processes), and this process's speed and bookkeeping."""
         totals = self.epoch_metrics[f"{stage}_activity"].compute()
-        stats = activity_stats(totals, self.cfg.data.duration, self.net.synops_per_spike())
+        stats = activity_stats(totals, self.data_shape.duration, self.net.synops_per_spike())
         if not stats:
             return {}
         t0, samples, saved = self._clock[stage]
@@ -305,11 +311,11 @@ class SpikingModule(ClassifierModule):
     readouts); an algorithm with its own neuron form (ParaLIF) returns a module with the same interface."""
 
     def build_network(self, cfg: DictConfig) -> SNN:
-        hidden, readout = lif_params_from_config(cfg)
+        hidden, readout = lif_params_from_config(cfg, self.data_shape.dt)
         return SNN(
-            n_in=input_size(cfg),
+            n_in=self.data_shape.n_in,
             n_hidden=cfg.model.hidden,
-            n_out=cfg.data.n_classes,
+            n_out=self.data_shape.n_classes,
             recurrent=cfg.model.recurrent,
             hidden=hidden,
             readout=readout,

@@ -23,8 +23,8 @@ class BPTT(SpikingModule):
         a = self.cfg.algorithm
         return [f"surrogate gradient ({a.surrogate}, slope {a.slope:g})"]
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, data) -> None:
+        super().__init__(cfg, data)
         a = self.cfg.algorithm
         get_surrogate(a.surrogate)  # fail early on a bad name
         self.surrogate, self.slope, self.detach_reset = a.surrogate, float(a.slope), bool(a.detach_reset)

@@ -243,8 +243,8 @@ class EProp(SpikingModule):
         out = [f"pseudo-derivative (γ {a.gamma:g})", "no gradient through time (eligibility traces)"]
         return out + (["random feedback"] if a.feedback == "random" else [])
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, data) -> None:
+        super().__init__(cfg, data)
         a = self.cfg.algorithm
         if a.feedback not in FEEDBACKS:
             raise ValueError(f"unknown algorithm.feedback '{a.feedback}'; choose one of: {', '.join(FEEDBACKS)}")

@@ -313,8 +313,8 @@ class EventProp(SpikingModule):
 
     reg_forms = ("gradient", "published")
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, data) -> None:
+        super().__init__(cfg, data)
         a = self.cfg.algorithm
         if a.time_mode not in TIME_MODES:
             raise ValueError(f"unknown algorithm.time_mode '{a.time_mode}'; choose one of: {', '.join(TIME_MODES)}")

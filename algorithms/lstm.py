@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from .base import ClassifierModule, StepOutput, input_size, lif_params_from_config
+from .base import ClassifierModule, StepOutput, lif_params_from_config
 from .losses import Objective
 from .trace import Connection, Trace, previous_step
 from .neuron import LIFParams, leaky_readout
@@ -114,17 +114,17 @@ class LSTMNet(nn.Module):
 class LSTMReference(ClassifierModule):
     """A non-spiking LSTM trained by autograd (BPTT), the reference the SHD paper reports."""
 
-    def __init__(self, cfg) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg, data) -> None:
+        super().__init__(cfg, data)
         self.objective = Objective(cfg.loss.kind, 0.0, 0.0)  # no spikes for the spike-count regulariser
 
     def build_network(self, cfg: DictConfig) -> LSTMNet:
         a = cfg.algorithm
-        _, readout = lif_params_from_config(cfg)
+        _, readout = lif_params_from_config(cfg, self.data_shape.dt)
         return LSTMNet(
-            n_in=input_size(cfg),
+            n_in=self.data_shape.n_in,
             n_hidden=cfg.model.hidden,
-            n_out=cfg.data.n_classes,
+            n_out=self.data_shape.n_classes,
             layers=int(a.layers),
             recurrent=bool(cfg.model.recurrent),
             readout=str(a.readout),

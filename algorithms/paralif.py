@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from .base import SpikingModule, StepOutput, input_size, lif_params_from_config
+from .base import SpikingModule, StepOutput, lif_params_from_config
 from .network import InitParams
 from .trace import Connection, Trace
 from .parallel_lif import neuron_major, project, gain_ratio, lif_membrane, previous_step_time_last
@@ -306,7 +306,7 @@ class ParaLIF(SpikingModule):
     def build_network(self, cfg: DictConfig) -> ParaLIFNet:
         a = cfg.algorithm
         spike_fn = spike_function_from_config(a)
-        hidden, readout = lif_params_from_config(cfg)
+        hidden, readout = lif_params_from_config(cfg, self.data_shape.dt)
         threshold = cfg.model.threshold if a.threshold is None else float(a.threshold)
         if not spike_fn.stochastic and not threshold < spike_fn.max_drive():
             raise ValueError(
@@ -315,9 +315,9 @@ class ParaLIF(SpikingModule):
             )
         hidden = replace(hidden, threshold=threshold)
         return ParaLIFNet(
-            n_in=input_size(cfg),
+            n_in=self.data_shape.n_in,
             n_hidden=cfg.model.hidden,
-            n_out=cfg.data.n_classes,
+            n_out=self.data_shape.n_classes,
             layers=int(a.layers),
             recurrent=cfg.model.recurrent,
             hidden=hidden,

@@ -1,7 +1,8 @@
 """The suite's configs: YAML files (the values) in this folder, their schema (`schema.py`: keys, types, ranges) and
 the one parser that train.py, the Optuna study and the benchmark share (`parse.py`)."""
 
-from .parse import CONFIG_DIR, GROUPS, ConfigError, choices, compose_config, did_you_mean, load_structured, set_key
+from .parse import (CONFIG_DIR, GROUPS, ConfigError, choices, compose_config, compose_resumed, did_you_mean,
+                    load_structured, set_key)
 
-__all__ = ["CONFIG_DIR", "GROUPS", "ConfigError", "choices", "compose_config", "did_you_mean", "load_structured",
-           "set_key"]
+__all__ = ["CONFIG_DIR", "GROUPS", "ConfigError", "choices", "compose_config", "compose_resumed", "did_you_mean",
+           "load_structured", "set_key"]

@@ -228,3 +228,34 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     check_trainer(cfg.trainer)
     cfg.data.root = resolve_path(cfg.data.root)
     return cfg
+
+
+def compose_resumed(run_dir: str | Path, overrides: list[str] | None = None) -> DictConfig:
+    """The config of an earlier run (`<run_dir>/config.yaml`, as train.run saved it) with dotted overrides on top
+    (e.g. a larger `trainer.max_epochs`), writing into the same folder and continuing from its last checkpoint
+    (`checkpoints/last.ckpt`, the last completed epoch; none: from the start). Group choices cannot change."""
+    folder = Path(run_dir).expanduser().resolve()
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"resume={run_dir}: no config.yaml there; point resume= to a run folder (runs/<run>)")
+    pairs = [parse_item(o) for o in overrides or []]
+    groups = [k for k, _ in pairs if k in GROUPS]
+    if groups:
+        raise ConfigError(f"resume= keeps the run's own {', '.join(groups)}; start a new run to change them")
+    try:
+        old = OmegaConf.load(saved)
+        name = str(old.algorithm.name)
+        cfg = OmegaConf.structured(TrainConfig)
+        cfg.algorithm = OmegaConf.structured(ALGORITHMS[name])
+        cfg = OmegaConf.merge(cfg, old)
+    except (OmegaConfBaseException, KeyError, AttributeError) as err:
+        raise ConfigError(f"resume={run_dir}: config.yaml does not fit this version's schema ({str(err).splitlines()[0]})") from None
+    for key, value in pairs:
+        set_key(cfg, key, value)
+    _check_complete(cfg)
+    check_ranges(cfg)
+    check_trainer(cfg.trainer)
+    last = folder / "checkpoints" / "last.ckpt"
+    cfg.output_dir = str(folder)
+    cfg.ckpt_path = str(last) if last.is_file() else None
+    return cfg

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from .binning import pooled_channels
 from .files import DataError, SpikeData, read_spike_file
 from .spikes import SpikeDataModule
 
 
 def build_datamodule(cfg: DictConfig) -> SpikeDataModule:
-    """The datamodule for a resolved config (as returned by `train.compose_config`)."""
-    return SpikeDataModule(cfg.data)
+    """The datamodule for a resolved config (as returned by `configs.compose_config`)."""
+    return SpikeDataModule(cfg.data, test=bool(cfg.get("test", True)), seed=int(cfg.get("seed", 0)))
 
 
-__all__ = ["DataError", "SpikeData", "SpikeDataModule", "build_datamodule", "read_spike_file"]
+def data_shape(cfg: DictConfig) -> dict[str, float | int]:
+    """What a network needs to know of the frames this config's datamodule yields, without opening a file:
+    n_in (channels after pooling, times the copies of the delay line), n_classes, dt (s per step, the network's
+    clock) and duration (s per sample). `algorithms.build_module(cfg, data_shape(cfg))`."""
+    d = cfg.data
+    return {"n_in": pooled_channels(d.channels, d.pool) * max(1, d.delay.copies), "n_classes": int(d.n_classes),
+            "dt": float(d.dt), "duration": float(d.duration)}
+
+
+__all__ = ["DataError", "SpikeData", "SpikeDataModule", "build_datamodule", "data_shape", "read_spike_file"]

@@ -23,12 +23,17 @@ def bin_events(
     pooled in groups of `pool` (summed). Returns float32 (batch, steps, ⌈channels/pool⌉); with `binary`,
     counts are clipped to 1.
     """
-    out_ch = -(-channels // pool)
+    out_ch = pooled_channels(channels, pool)
     step = torch.floor(times.double() / dt).long()
     keep = (step >= 0) & (step < steps) & (units >= 0) & (units < channels)
     flat = (sample[keep] * steps + step[keep]) * out_ch + units[keep].long() // pool
     frames = torch.bincount(flat, minlength=batch * steps * out_ch).view(batch, steps, out_ch).float()
     return frames.clamp_(max=1.0) if binary else frames
+
+
+def pooled_channels(channels: int, pool: int) -> int:
+    """Channels after summing groups of `pool` neighbours: ⌈channels / pool⌉."""
+    return -(-channels // pool)
 
 
 def delay_line(frames: torch.Tensor, copies: int, spacing: int) -> torch.Tensor:

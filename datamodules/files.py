@@ -140,8 +140,9 @@ def download(name: str, root: Path, stem: str) -> Path | None:
     return find_file(root, stem)
 
 
-def load_split(cfg_data, split: str) -> SpikeData:
-    """The SpikeData of `split` (train / valid / test) as the data config names it."""
+def locate(cfg_data, split: str) -> Path:
+    """The file of `split` (train / valid / test) as the data config names it, downloaded first when it is
+    missing and `data.download` allows; a DataError saying what to do when it cannot be had."""
     stem = cfg_data.files[split]
     root = Path(cfg_data.root).expanduser()
     path = find_file(root, stem)
@@ -153,7 +154,12 @@ def load_split(cfg_data, split: str) -> SpikeData:
             f"data file '{stem}.h5' (or .h5.gz / .h5.zip) not found in {root}; put it there{where} "
             "or point data.root to its folder"
         )
-    data = read_spike_file(unpack(path, cfg_data.cache_dir))
+    return path
+
+
+def load_split(cfg_data, split: str) -> SpikeData:
+    """The SpikeData of `split` (train / valid / test) as the data config names it."""
+    data = read_spike_file(unpack(locate(cfg_data, split), cfg_data.cache_dir))
     if len(data) and data.labels.max() >= cfg_data.n_classes:
         raise DataError(
             f"{path} has label {data.labels.max()} but data.n_classes={cfg_data.n_classes}; set data.n_classes"

@@ -11,19 +11,49 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import augment
 from .binning import bin_events, delay_line
-from .files import DataError, SpikeData, load_split
+from .files import DataError, SpikeData, load_split, locate
 from .synthetic import ensure_synthetic
 
 
+class EpochShuffle(Sampler):
+    """A new random order every epoch, drawn from (seed, epoch) alone, and the random generators of that epoch's
+    augmentations (`torch_gen`, `np_gen`). Lightning calls `set_epoch` before each training epoch, so epoch k
+    is the same whatever ran before it: a run resumed from the checkpoint of epoch k − 1 repeats it exactly
+    (with data.num_workers=0; worker processes would each get a copy of the generators)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, int(seed)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.torch_gen = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, 1))
+        self.np_gen = np.random.default_rng([self.seed, self.epoch, 2])
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, 0))
+        return iter(torch.randperm(self.n, generator=order).tolist())
+
+
+def hash_seed(*parts: int) -> int:
+    """One 63-bit torch seed from several integers (NumPy's SeedSequence mixes them)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 class SpikeDataset(Dataset):
-    """Samples of a SpikeData as (times, units, label); optional same-class blending (training only)."""
+    """Samples of a SpikeData as (times, units, label); optional same-class blending (training only), drawing from
+    `self.rng` (an EpochShuffle's generators when training; NumPy's global state otherwise)."""
 
     def __init__(self, data: SpikeData, blend_prob: float = 0.0, blend_mix: float = 0.5) -> None:
         self.data, self.blend_prob, self.blend_mix = data, blend_prob, blend_mix
+        self.randomness: EpochShuffle | None = None
         if blend_prob > 0:
             self.by_class = {c: np.flatnonzero(data.labels == c) for c in np.unique(data.labels)}
 
@@ -37,19 +67,23 @@ class SpikeDataset(Dataset):
     def __getitem__(self, i: int):
         times, units = self.events(i)
         label = int(self.data.labels[i])
-        if self.blend_prob > 0 and np.random.random() < self.blend_prob:
-            partner = np.random.choice(self.by_class[label])
-            times, units = augment.blend(times, units, *self.events(partner), self.blend_mix, np.random.default_rng(np.random.randint(2**31)))
+        rng = self.randomness.np_gen if self.randomness is not None else np.random.default_rng()
+        if self.blend_prob > 0 and rng.random() < self.blend_prob:
+            partner = rng.choice(self.by_class[label])
+            times, units = augment.blend(times, units, *self.events(partner), self.blend_mix, rng)
         return times, units, label
 
 
 class Collate:
     """Concatenate a list of samples' events, augment (training), bin into frames, add the delay line."""
 
-    def __init__(self, cfg_data, train: bool) -> None:
-        self.d, self.train = cfg_data, train
+    def __init__(self, cfg_data, train: bool, randomness: EpochShuffle | None = None) -> None:
+        self.d, self.train, self.randomness = cfg_data, train, randomness
         self.steps = int(round(cfg_data.duration / cfg_data.dt))
         self.delay_steps = int(round(cfg_data.delay.spacing / cfg_data.dt))
+
+    def generator(self) -> torch.Generator | None:
+        return self.randomness.torch_gen if self.randomness is not None else None
 
     def __call__(self, samples) -> tuple[torch.Tensor, torch.Tensor]:
         d, a = self.d, self.d.augment
@@ -58,9 +92,9 @@ class Collate:
         units = torch.from_numpy(np.concatenate([s[1] for s in samples]).astype(np.int64))
         sample = torch.repeat_interleave(torch.arange(len(samples)), lengths)
         if self.train and a.shift > 0:
-            units = augment.channel_shift(units, sample, len(samples), int(a.shift))
+            units = augment.channel_shift(units, sample, len(samples), int(a.shift), self.generator())
         if self.train and a.dropout > 0:
-            keep = augment.spike_dropout(len(times), float(a.dropout))
+            keep = augment.spike_dropout(len(times), float(a.dropout), self.generator())
             times, units, sample = times[keep], units[keep], sample[keep]
         frames = bin_events(times, units, sample, len(samples), self.steps, d.channels, d.dt, d.pool, d.binary)
         frames = delay_line(frames, d.delay.copies, self.delay_steps)
@@ -87,9 +121,10 @@ def split_validation(data: SpikeData, cfg_val) -> tuple[np.ndarray, np.ndarray]:
 class SpikeDataModule(L.LightningDataModule):
     """Train / validation / test loaders for one SHD-format data set described by the `data` config."""
 
-    def __init__(self, cfg_data) -> None:
+    def __init__(self, cfg_data, test: bool = True, seed: int = 0) -> None:
         super().__init__()
-        self.d = cfg_data
+        self.d, self.seed = cfg_data, seed
+        self.test = test  # False: the test file is neither needed nor opened (tuning trials)
         self.train_set = self.val_set = self.test_set = None
 
     @property
@@ -97,8 +132,14 @@ class SpikeDataModule(L.LightningDataModule):
         return int(round(self.d.duration / self.d.dt))
 
     def prepare_data(self) -> None:
+        """Generate (data=synthetic) or find every file the run will read, downloading when `data.download`
+        allows: train.run calls it before it writes anything, so a missing file leaves no run folder behind."""
         if self.d.name == "synthetic":
             self.root = ensure_synthetic(self.d)
+            return
+        splits = ["train", *(["valid"] if self.d.files.get("valid") else []), *(["test"] if self.test else [])]
+        for split in splits:
+            locate(self.d, split)
 
     def setup(self, stage: str | None = None) -> None:
         """Train and validation sets for fit/validate, the test set for test/predict: fitting alone (a tuning
@@ -123,11 +164,15 @@ class SpikeDataModule(L.LightningDataModule):
             self.test_set = SpikeDataset(load_split(d, "test"))
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
+        order = EpochShuffle(len(ds), self.seed) if train else None
+        if train:
+            ds.randomness = order
         return DataLoader(
             ds,
             batch_size=self.d.batch_size,
-            shuffle=train,
-            collate_fn=Collate(self.d, train),
+            sampler=order,
+            collate_fn=Collate(self.d, train, order),
+            generator=torch.Generator().manual_seed(self.seed),  # worker seeds; the global RNG stays the model's
             num_workers=self.d.num_workers,
             persistent_workers=self.d.num_workers > 0,
         )

@@ -41,6 +41,16 @@ def shd_dir(tmp_path):
     return tmp_path
 
 
+def module_for(overrides: list[str]):
+    """The module of compose_config(overrides), built as train.run builds it."""
+    from algorithms import build_module
+    from configs import compose_config
+    from datamodules import data_shape
+
+    cfg = compose_config(overrides)
+    return build_module(cfg, data_shape(cfg))
+
+
 def overrides_for(tmp_path, *extra: str) -> list[str]:
     """Overrides for a fast, quiet run that writes into tmp_path."""
     return [

@@ -277,9 +277,10 @@ def test_footprint_is_bytes_of_parameters_and_buffers_connection_sparsity_is_zer
 
 def test_snn_trace_feeds_spikes_of_the_previous_step_to_the_recurrent_weights():
     from algorithms import build_module
+    from datamodules import data_shape
 
     cfg = compose_config(["model.hidden=8", "data.duration=0.03"])
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     x = (torch.rand(2, 30, 700) < 0.1).float()
     tr = NB.trace(module, x)
     spikes = tr.activations[0]
@@ -296,10 +297,11 @@ def test_snn_trace_feeds_spikes_of_the_previous_step_to_the_recurrent_weights():
 @pytest.mark.parametrize("recurrent", [True, False])
 def test_lstm_cell_equations_stepped_explicitly_equal_torch_lstm(recurrent):
     from algorithms import build_module
+    from datamodules import data_shape
 
     cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02", "algorithm.layers=2",
                           f"model.recurrent={str(recurrent).lower()}"])
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     x = torch.rand(3, 20, 700)
     h, _ = module.net(x)
     trace = module.net.cell_trace(x)
@@ -308,9 +310,10 @@ def test_lstm_cell_equations_stepped_explicitly_equal_torch_lstm(recurrent):
 
 def test_feed_forward_lstm_keeps_its_hidden_to_gate_weights_at_zero_through_training():
     from algorithms import build_module
+    from datamodules import data_shape
 
     cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02", "model.recurrent=false"])
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=0.1)
     x, y = torch.rand(4, 20, 700), torch.randint(0, 20, (4,))
     module.loss_and_grads(x, y)
@@ -321,9 +324,10 @@ def test_feed_forward_lstm_keeps_its_hidden_to_gate_weights_at_zero_through_trai
 
 def test_lstm_dense_synops_are_input_and_hidden_to_four_gates_three_cell_products_and_readout_per_step():
     from algorithms import build_module
+    from datamodules import data_shape
 
     cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02"])
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     x = (torch.rand(2, 20, 700) < 0.05).float()
     m = NB.workload_metrics(module, [x])
     assert m["synops_dense"] == 20 * (700 * 24 + 6 * 24 + 3 * 6 + 6 * 20)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from algorithms import build_module
+from datamodules import data_shape
 from algorithms.neuron import lif_reference
 from algorithms.losses import readout_logits
 from train import compose_config
@@ -36,7 +37,7 @@ def test_bptt_loss_and_grads_equal_autograd_through_unrolled_network_float64(kin
     cfg = compose_config(["model.hidden=12", f"model.recurrent={str(recurrent).lower()}", f"loss.kind={kind}",
                           "loss.reg_strength=0.01", "loss.reg_target=2.0", "data.channels=20", "data.n_classes=4",
                           "model.init.in_mean=3.0", "model.init.in_std=4.0", "algorithm.slope=5.0"])
-    module = build_module(cfg).double()
+    module = build_module(cfg, data_shape(cfg)).double()
     x = (torch.rand(3, 40, 20) < 0.2).double()
     y = torch.tensor([0, 3, 1])
     loss = module.loss_and_grads(x, y)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from algorithms import build_module
+from datamodules import data_shape
 from algorithms.eprop import pseudo_derivative
 from algorithms.losses import readout_time_kernel
 from algorithms.losses import readout_logits, time_weights
@@ -28,7 +29,7 @@ def make_eprop(*overrides: str, hidden: int = 7, n_in: int = 5, steps: int = 40)
             *overrides,
         ]
     )
-    return build_module(cfg).double()
+    return build_module(cfg, data_shape(cfg)).double()
 
 
 def random_batch(module, batch: int = 4, steps: int = 40, seed: int = 0):

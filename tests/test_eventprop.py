@@ -148,7 +148,6 @@ def test_exact_gradient_equals_central_finite_differences_along_random_direction
     exact_vs_fd(kind, 0, directions=2)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 2, 3])
 @pytest.mark.parametrize("kind", LOSSES)
 def test_exact_gradient_equals_central_finite_differences_of_every_weight_float64(kind, seed):
@@ -244,7 +243,6 @@ def test_discrete_gradient_points_the_way_of_the_exact_gradient(kind):
         assert min(flat) >= 0.9, table
 
 
-@pytest.mark.slow
 def test_discrete_comparison_networks_are_the_first_qualifying():
     assert tuple(s for s in range(25) if comparable(s))[:3] == COMPARABLE
 
@@ -256,11 +254,12 @@ def test_discrete_comparison_networks_are_the_first_qualifying():
 
 def build(tmp_path, *extra, algorithm="eventprop"):
     from algorithms import build_module
+    from datamodules import data_shape
     from train import compose_config
 
     cfg = compose_config(overrides_for(tmp_path, f"algorithm={algorithm}", *extra))
     torch.manual_seed(0)
-    return build_module(cfg), cfg
+    return build_module(cfg, data_shape(cfg)), cfg
 
 
 def poisson_trials(batch, n_in, steps, duration, rate=20.0, seed=0):

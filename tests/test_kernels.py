@@ -25,8 +25,10 @@ from algorithms import build_module
 from algorithms.base import lif_params_from_config
 from algorithms.kernels import compile as compile_
 from algorithms.kernels import cpu_lif, select_backend
-from sweeps.diagnostics.kernel_check import compare, default_cases, rel_err
 from algorithms.neuron import LIFParams, lif_forward, lif_reference, lif_sequence
+from datamodules import data_shape
+from sweeps.diagnostics.kernel_check import compare, default_cases, rel_err
+from tests.conftest import module_for
 from train import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,11 +151,11 @@ def test_backend_errors_name_the_config_key():
 
 
 def test_model_backend_config_key_reaches_hidden_and_readout_neurons():
-    hidden, readout = lif_params_from_config(compose_config(["model.backend=reference"]))
+    hidden, readout = lif_params_from_config(compose_config(["model.backend=reference"]), 1e-3)
     assert hidden.backend == readout.backend == "reference"
-    assert lif_params_from_config(compose_config([]))[0].backend == "auto"
+    assert lif_params_from_config(compose_config([]), 1e-3)[0].backend == "auto"
     with pytest.raises(ValueError, match="model.backend"):
-        build_module(compose_config(["model.backend=gpu"]))
+        module_for(["model.backend=gpu"])
 
 
 def test_failed_compile_falls_back_to_reference_loop_with_one_warning(monkeypatch):
@@ -184,7 +186,7 @@ def test_bptt_training_step_same_loss_and_gradients_with_fast_and_reference_back
         torch.manual_seed(0)
         cfg = compose_config([f"model.backend={backend}", "model.hidden=32", "data.channels=40",
                               "data.duration=0.2", "model.init.in_mean=2.0", "model.init.in_std=4.0"])
-        module = build_module(cfg)
+        module = build_module(cfg, data_shape(cfg))
         loss = module.loss_and_grads(x, y)
         grads[backend] = [loss] + [prm.grad for prm in module.parameters()]
     assert module.simulate(x)[0].sum() > 0
@@ -210,7 +212,6 @@ def test_triton_kernel_that_fails_to_build_falls_back_under_auto_and_raises_when
     assert not kernels.triton_available()  # auto does not try again
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("recurrent,hidden", [(False, 256), (True, 16), (True, 100), (True, 256), (True, 1024)])
 def test_triton_kernels_compile_for_hopper_sm90_within_its_shared_memory(recurrent, hidden):
     """Ahead-of-time compile of the real launch configurations to sm_90 machine code (no GPU needed):

@@ -72,6 +72,49 @@ def test_every_import_of_the_suite_follows_the_layering_of_design_md():
     assert not wrong, "\n".join(wrong)
 
 
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_import_cycle_among_the_modules_imports_at_load_time():
+    """Module-level imports only (an import inside a function runs later and cannot deadlock loading)."""
+    names = {module_name(p): p for p in sources() if part_of(p) != "tests"}
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        tree = ast.parse(path.read_text())
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in top:
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in names else base for a in node.names]
+            # a package's own submodules may use it (`from . import sibling`): Python binds the half-loaded parent
+            edges |= {t for t in targets if t in names and t != name and not name.startswith(t + ".")}
+        graph[name] = edges
+    cycles, state = [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" → ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
 def test_no_private_name_is_imported_across_packages():
     wrong = []
     for path in sources():

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from algorithms import build_module
+from datamodules import data_shape
 from algorithms.base import SavedTensorMeter
 from algorithms.measure import (
     allocation_events,
@@ -143,7 +144,7 @@ def test_step_memory_sees_a_dense_buffer_that_saved_tensor_hooks_miss():
 def test_step_memory_of_a_training_step_counts_the_gradients_it_leaves():
     """BPTT's step memory is at least its gradients' bytes and at least what autograd saved for backward."""
     cfg = compose_config(["algorithm=bptt", "model.hidden=32", "data.channels=40", "data.duration=0.05"])
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     x = (torch.rand(8, 50, 40) < 0.05).float()
     y = torch.randint(0, cfg.data.n_classes, (8,))
     for p in module.parameters():

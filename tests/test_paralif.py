@@ -19,7 +19,7 @@ from algorithms.neuron import LIFParams, leaky_readout
 from algorithms.parallel_lif import lif_membrane, neuron_major
 from algorithms.paralif import SPIKE_MODES, ParaLIFLayer, ParaLIFNet, ParaLIFSpikes
 from algorithms.surrogates import get_surrogate, spike
-from tests.conftest import overrides_for
+from tests.conftest import module_for, overrides_for
 
 F64 = torch.float64
 
@@ -278,28 +278,30 @@ def test_two_layer_stack_with_readout_equals_step_by_step_layers_and_leaky_reado
 def test_bad_spike_mode_and_unreachable_threshold_raise_value_error_naming_the_key():
     from train import compose_config
     from algorithms import build_module
+    from datamodules import data_shape
 
     with pytest.raises(ValueError, match="algorithm.spike_mode"):
-        build_module(compose_config(["algorithm=paralif", "algorithm.spike_mode=XB"]))
+        module_for(["algorithm=paralif", "algorithm.spike_mode=XB"])
     with pytest.raises(ValueError, match="algorithm.threshold"):
-        build_module(compose_config(["algorithm=paralif", "algorithm.spike_mode=ST", "algorithm.threshold=1.0"]))
+        module_for(["algorithm=paralif", "algorithm.spike_mode=ST", "algorithm.threshold=1.0"])
     with pytest.raises(ValueError, match="algorithm.layers"):
-        build_module(compose_config(["algorithm=paralif", "algorithm.layers=0"]))
+        module_for(["algorithm=paralif", "algorithm.layers=0"])
     with pytest.raises(ValueError, match="algorithm.membrane"):
-        build_module(compose_config(["algorithm=paralif", "algorithm.membrane=loop"]))
+        module_for(["algorithm=paralif", "algorithm.membrane=loop"])
 
 
 @pytest.mark.parametrize("mode", ["T", "SB"])
 def test_loss_decreases_on_a_fixed_batch_with_learnable_tau_and_threshold(mode):
     from train import compose_config
     from algorithms import build_module
+    from datamodules import data_shape
 
     torch.manual_seed(0)
     cfg = compose_config(
         ["algorithm=paralif", f"algorithm.spike_mode={mode}", "algorithm.learn_tau=true",
          "algorithm.learn_threshold=true", "model.hidden=32", "model.init.in_std=3.0"]
     )
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     opt = torch.optim.Adam(module.parameters(), lr=5e-3)
     x = (torch.rand(16, 100, 700) < 0.03).float()
     y = torch.arange(16) % 4

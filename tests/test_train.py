@@ -47,6 +47,26 @@ def test_bad_value_and_bad_key_exit_with_one_line_on_stderr(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["data=fsdd", "data.root=/nonexistent/data"],                 # a missing data root
+    ["ckpt_path=/nonexistent/last.ckpt"],                          # a missing checkpoint
+    ["optim.name=rmsprop"],                                        # an unknown optimiser
+    ["algorithm=eprop", "loss.kind=max"],                          # a loss the algorithm does not offer
+    ["model.hidden=0"],                                            # a size out of range
+    ["data.val.speakers=3"],                                       # a number where a list belongs
+    ["logger=wandb", "logger.mode=online"],                        # W&B online without an API key
+    ["trainer.fast_dev_runn=true"],                                # a Trainer argument Lightning does not have
+])
+def test_bad_input_exits_2_with_one_line_and_leaves_no_run_folder(tmp_path, args):
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"} | {"HOME": str(tmp_path)}  # no ~/.netrc key
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"output_dir={out}",
+                           f"data.cache_dir={tmp_path / 'cache'}"], capture_output=True, text=True, cwd=ROOT, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    assert not out.exists()
+
+
 def chance_bound(n: int, p: float, alpha: float) -> float:
     """The accuracy that guessing (each of n answers right with probability p) exceeds with probability < alpha:
     the smallest k/n with P(Binomial(n, p) >= k) < alpha."""
@@ -117,3 +137,48 @@ def test_short_run_on_fsdd_real_speech(tmp_path):
                                        "trainer.limit_train_batches=10"))
     results = train.run(cfg)
     assert 0.0 <= results["test/acc"] <= 1.0 and results["train/rate_hz"] > 0
+
+
+def test_sigterm_stops_with_status_143_and_resume_ends_with_the_uninterrupted_runs_weights_bitwise(tmp_path):
+    """Per-epoch seeded data order, augmentations and model sampling: the interrupted epoch is repeated exactly."""
+    import signal
+    import time
+
+    import torch
+
+    args = [sys.executable, str(ROOT / "train.py"), "model.hidden=32", "trainer.max_epochs=3", "test=false",
+            "trainer.enable_progress_bar=false", f"data.cache_dir={tmp_path / 'cache'}", "data.augment.shift=5",
+            "data.augment.dropout=0.1", "data.augment.blend_prob=0.2"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    subprocess.run([*args, f"output_dir={whole}"], check=True, capture_output=True, cwd=ROOT)
+    proc = subprocess.Popen([*args, f"output_dir={cut}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    while not (cut / "checkpoints" / "last.ckpt").is_file():  # the first epoch is done: stop in the second
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1].startswith("stopped: interrupted by SIGTERM")
+    assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] < 2
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={cut}"], capture_output=True, text=True,
+                             cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    b = torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    val = lambda run: [r.split(",")[0] for r in (run / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
+    assert val(whole) == val(cut)  # the rows of the epochs before the interruption are kept
+
+
+def test_resume_refuses_another_network_and_a_checkpoint_of_another_algorithm(tmp_path):
+    run = tmp_path / "run"
+    train.run(compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                                           "model.hidden=16", "test=false", f"output_dir={run}")))
+    ckpt = run / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match=r"was trained with model.hidden=16"):
+        train.run(compose_config(overrides_for(tmp_path / "b", "model.hidden=32", f"ckpt_path={ckpt}")))
+    with pytest.raises(ConfigError, match=r"was trained with algorithm.name=bptt"):
+        train.run(compose_config(overrides_for(tmp_path / "c", "algorithm=eprop", "model.hidden=16", f"ckpt_path={ckpt}")))
+    (tmp_path / "broken.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable spikebench checkpoint"):
+        train.run(compose_config(overrides_for(tmp_path / "d", f"ckpt_path={tmp_path / 'broken.ckpt'}")))
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()

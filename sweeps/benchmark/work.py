@@ -85,6 +85,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     import train
     from algorithms import SpikingModule, build_module, get_algorithm
     from algorithms.measure import peak_rss_bytes
+    from datamodules import data_shape
     from . import neurobench
 
     cfg = compose_config([*cell.overrides, f"output_dir={cell_dir}"])
@@ -107,7 +108,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         results["cpu_s"] = time.process_time() - c0
     rss = float(peak_rss_bytes())  # the cell process's, imports and data included: not an algorithm figure
     curve = read_curve(cell_dir / "metrics.csv")
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     ckpt = cell_dir / "checkpoints" / "best.ckpt"
     if not ckpt.is_file():
         ckpt = cell_dir / "checkpoints" / "last.ckpt"
@@ -145,19 +146,19 @@ def run_scaling(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     import torch
 
     from algorithms import build_module
-    from algorithms.base import input_size
     from algorithms.measure import peak_rss_growth, step_time
+    from datamodules import data_shape
 
     cfg = compose_config(cell.overrides)
     L.seed_everything(int(cfg.seed), verbose=False)
     torch.set_flush_denormal(bool(cfg.flush_denormal))
     cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
     device = torch.device("cuda" if cuda else "cpu")
-    module = build_module(cfg).to(device).train()
+    module = build_module(cfg, data_shape(cfg)).to(device).train()
     info = cell.info
     g = torch.Generator().manual_seed(int(cfg.seed))
     p = info["input_rate_hz"] * float(cfg.data.dt)
-    x = (torch.rand(info["batch"], info["steps"], input_size(cfg), generator=g) < p).float().to(device)
+    x = (torch.rand(info["batch"], info["steps"], data_shape(cfg)["n_in"], generator=g) < p).float().to(device)
     y = torch.randint(int(cfg.data.n_classes), (info["batch"],), generator=g).to(device)
 
     def step(memory: bool = False, frames=x):

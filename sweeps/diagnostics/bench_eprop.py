@@ -33,6 +33,7 @@ def measure_one(
     import torch
 
     from algorithms import build_module
+    from datamodules import data_shape
     from algorithms.measure import peak_rss_growth
     from configs import compose_config
 
@@ -43,7 +44,7 @@ def measure_one(
          "data.dt=1e-3", "model.init.in_mean=1.0", "model.init.in_std=3.0"]
         + ([f"algorithm.chunk={chunk}"] if chunk and algorithm == "eprop" else [])
     )
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     y = torch.randint(0, cfg.data.n_classes, (batch,))
     module.loss_and_grads((torch.rand(batch, 10, n_in) < density).float(), y)  # warm-up: libraries, threads
     x = torch.rand(batch, steps, n_in).lt_(density).float()

@@ -49,13 +49,15 @@ def trials(steps: int, rate: float, active_steps: int | None, seed: int = 0) -> 
 
 def build(algorithm: str, steps: int, hidden: int, in_mean: float):
     from algorithms import build_module
+    from datamodules import data_shape
     from configs import compose_config
 
     torch.manual_seed(0)
-    return build_module(compose_config([
+    cfg = compose_config([
         f"algorithm={algorithm}", f"model.hidden={hidden}", f"data.channels={N_IN}", f"data.duration={steps * DT}",
         f"data.dt={DT}", f"data.n_classes={CLASSES}", "model.recurrent=true", f"model.init.in_mean={in_mean}",
-    ]))
+    ])
+    return build_module(cfg, data_shape(cfg))
 
 
 def one_step(module, x, y):

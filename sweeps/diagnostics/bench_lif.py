@@ -27,6 +27,7 @@ import argparse
 import torch
 
 from algorithms import build_module
+from datamodules import data_shape
 from algorithms.measure import step_time
 from algorithms.neuron import lif_reference
 from configs import compose_config
@@ -39,7 +40,7 @@ def make_module(backend: str, args: argparse.Namespace):
         f"model.backend={backend}", "model.init.in_mean=1.0", "model.init.in_std=3.0",
     ])
     torch.manual_seed(0)
-    return build_module(cfg)
+    return build_module(cfg, data_shape(cfg))
 
 
 def eager_step(module, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -20,6 +20,7 @@ import argparse
 import torch
 
 from algorithms import build_module
+from datamodules import data_shape
 from algorithms.measure import step_time
 from configs import compose_config
 
@@ -42,7 +43,7 @@ def training_step_time(
             *([f"algorithm.spike_mode={args.spike_mode}"] if algorithm == "paralif" and args.spike_mode else []),
         ]
     )
-    module = build_module(cfg)
+    module = build_module(cfg, data_shape(cfg))
     return median_seconds(lambda: module.loss_and_grads(x, y), args.repeats)
 
 

@@ -32,6 +32,7 @@ import time
 import torch
 
 from algorithms import REGISTRY, build_module, get_algorithm
+from datamodules import data_shape
 from algorithms.measure import step_time
 from algorithms.neuron import LIFParams, lif_reference, lif_sequence
 from configs import compose_config
@@ -137,7 +138,7 @@ def epoch_time(name: str, backend: str, device: str, args: argparse.Namespace) -
         f"model.backend={backend}", "model.init.in_mean=1.0", "model.init.in_std=3.0",
     ])
     torch.manual_seed(0)
-    module = build_module(cfg).to(device)
+    module = build_module(cfg, data_shape(cfg)).to(device)
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     n_batches = math.ceil(args.samples / args.epoch_batch)
