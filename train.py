@@ -231,13 +231,19 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     from datamodules import build_datamodule, data_shape
 
     check_logger(cfg)
+    if str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA GPU is visible here; "
+                          "use trainer.accelerator=auto (or cpu)")
     if cfg.ckpt_path is not None:
         check_checkpoint(cfg, Path(cfg.ckpt_path).expanduser(), data_shape(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     torch.set_flush_denormal(bool(cfg.flush_denormal))
     dm = build_datamodule(cfg)
-    dm.prepare_data()  # every data file found (or generated, or downloaded) before the run folder exists
+    dm.prepare_data()  # every data file found (or generated, or downloaded) and read before the run folder exists
+    dm.setup("fit")
+    if cfg.test:
+        dm.setup("test")
     module = build_module(cfg, data_shape(cfg))
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)

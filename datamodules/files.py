@@ -131,11 +131,13 @@ def download(name: str, root: Path, stem: str) -> Path | None:
     source = {"shd": SHD, "ssc": SSC}.get(name)
     if source is None:
         return None
-    filename = f"{stem}.h5.zip"
+    filename, made = f"{stem}.h5.zip", not root.exists()
     md5 = getattr(source, {"train": "train_md5", "test": "test_md5", "valid": "valid_md5"}[stem.split("_")[-1]], None)
     try:
         download_url(source.base_url + filename, str(root), filename=filename, md5=md5)
     except Exception:  # offline, refused, or a broken transfer: the caller says what to do
+        if made and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # leave no empty data folder behind
         return None
     return find_file(root, stem)
 
@@ -146,22 +148,31 @@ def locate(cfg_data, split: str) -> Path:
     stem = cfg_data.files[split]
     root = Path(cfg_data.root).expanduser()
     path = find_file(root, stem)
-    if path is None and cfg_data.get("download", False):
+    tried = path is None and cfg_data.get("download", False)
+    if tried:
         path = download(cfg_data.name, root, stem)
     if path is None:
         where = f" (download from {cfg_data.url})" if cfg_data.get("url") else ""
+        fetch = "; downloading it failed (offline?)" if tried else ""
         raise DataError(
-            f"data file '{stem}.h5' (or .h5.gz / .h5.zip) not found in {root}; put it there{where} "
+            f"data file '{stem}.h5' (or .h5.gz / .h5.zip) not found in {root}{fetch}; put it there{where} "
             "or point data.root to its folder"
         )
     return path
 
 
 def load_split(cfg_data, split: str) -> SpikeData:
-    """The SpikeData of `split` (train / valid / test) as the data config names it."""
-    data = read_spike_file(unpack(locate(cfg_data, split), cfg_data.cache_dir))
-    if len(data) and data.labels.max() >= cfg_data.n_classes:
-        raise DataError(
-            f"{path} has label {data.labels.max()} but data.n_classes={cfg_data.n_classes}; set data.n_classes"
-        )
+    """The SpikeData of `split` (train / valid / test) as the data config names it, checked against the config:
+    labels below data.n_classes, channels below data.channels, finite non-negative spike times, not empty."""
+    path = locate(cfg_data, split)
+    data = read_spike_file(unpack(path, cfg_data.cache_dir))
+    if not len(data):
+        raise DataError(f"{path} holds no samples; the {split} file must not be empty")
+    if data.labels.max() >= cfg_data.n_classes or data.labels.min() < 0:
+        raise DataError(f"{path} has label {data.labels.max()} but data.n_classes={cfg_data.n_classes}; set data.n_classes")
+    if len(data.units) and (data.units.max() >= cfg_data.channels or data.units.min() < 0):
+        raise DataError(f"{path} has input channel {data.units.max()} but data.channels={cfg_data.channels}; "
+                        "set data.channels to the file's channel count")
+    if len(data.times) and not (np.isfinite(data.times).all() and data.times.min() >= 0):
+        raise DataError(f"{path} has NaN, infinite or negative spike times; the file is corrupt")
     return data

@@ -164,14 +164,15 @@ class SpikeDataModule(L.LightningDataModule):
             self.test_set = SpikeDataset(load_split(d, "test"))
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
-        order = EpochShuffle(len(ds), self.seed) if train else None
         if train:
-            ds.randomness = order
+            order = ds.randomness = EpochShuffle(len(ds), self.seed)
+        else:  # one fixed mixed order, so that trainer.limit_val/test_batches sees every class (files may be sorted)
+            order = np.random.default_rng([self.seed, 3]).permutation(len(ds)).tolist()
         return DataLoader(
             ds,
             batch_size=self.d.batch_size,
             sampler=order,
-            collate_fn=Collate(self.d, train, order),
+            collate_fn=Collate(self.d, train, order if train else None),
             generator=torch.Generator().manual_seed(self.seed),  # worker seeds; the global RNG stays the model's
             num_workers=self.d.num_workers,
             persistent_workers=self.d.num_workers > 0,

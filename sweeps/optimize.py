@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 
 from configs import CONFIG_DIR, ConfigError, compose_config, load_structured
 from configs.schema import SweepConfig
+from datamodules import build_datamodule
 from train import ROOT, run
 
 from . import search_space, study_report
@@ -84,7 +85,7 @@ def make_storage(scfg: DictConfig, out_dir: Path) -> tuple[optuna.storages.BaseS
     target = str(scfg.storage) if scfg.storage else str(out_dir / "journal.log")
     if "://" in target:
         from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import IntegrityError, ProgrammingError
+        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
         target = database_url(target)
         for attempt in range(3):  # workers that start together race to create the tables: the loser retries
@@ -103,12 +104,25 @@ def make_storage(scfg: DictConfig, out_dir: Path) -> tuple[optuna.storages.BaseS
                 if attempt == 2:
                     raise
                 time.sleep(1.0 + attempt)
+            except OperationalError as err:
+                shown = make_url(target).render_as_string(hide_password=True)
+                first = str(err.orig or err).strip().splitlines()[0]
+                raise ConfigError(f"sweep.storage={shown}: cannot connect ({first}); check host, port, database "
+                                  "and credentials, or leave sweep.storage unset for a journal file") from None
         return storage, make_url(target).render_as_string(hide_password=True)
     path = Path(target).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages.journal import JournalFileBackend
 
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
+    except ValueError as err:  # json.JSONDecodeError: a line of the journal file is broken
+        raise corrupt_journal(path, err) from None
+
+
+def corrupt_journal(path: Path | str, err: Exception) -> ConfigError:
+    return ConfigError(f"{path}: the study journal is corrupt ({err}); a worker killed mid-write leaves a broken "
+                       "last line: remove that line, or start a new study (sweep.out_dir)")
 
 
 def database_url(url: str) -> str:
@@ -288,15 +302,19 @@ def optimize(argv: list[str]) -> optuna.Study:
     group = [f"logger.group={name}"] if cfg0.logger.name == "wandb" else []  # the user's logger.group wins
     overrides = [*TRIAL_DEFAULTS, *group, *user, *TRIAL_FIXED]
     out_dir = Path(scfg.out_dir).expanduser() if scfg.out_dir else ROOT / "runs" / "sweeps" / name
-    out_dir.mkdir(parents=True, exist_ok=True)
     space_file = search_space.space_path(cfg0.algorithm.name, scfg.space)
     full = search_space.load_space(space_file)
     params = [scfg.params] if isinstance(scfg.params, str) else list(scfg.params) if scfg.params is not None else None
     space = search_space.select(full, cfg0, params, fixed=given_keys(user))
+    build_datamodule(cfg0).prepare_data()  # a missing data file stops the study here, not in every trial
 
     _quiet_libraries()
     storage, dashboard = make_storage(scfg, out_dir)
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    except ValueError as err:  # json.JSONDecodeError: a line of the journal file is broken
+        raise corrupt_journal(dashboard, err) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     existing = len(study.trials)
     study.sampler = make_sampler(scfg, space, seed=scfg.seed + existing)
     study.pruner = make_pruner(scfg, cfg0.trainer.max_epochs)

@@ -68,6 +68,16 @@ class Param:
         return sorted(set(values))
 
 
+def number(key: str, field: str, value: Any) -> float | int:
+    """A bound as a number: YAML reads 1e-4 (no dot) as a string."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"search space entry {key}: {field}={value!r} is not a number") from None
+
+
 def _param(key: str, spec: Any) -> Param:
     if not isinstance(spec, dict):
         raise ValueError(f"search space entry {key}: expected a mapping like {{low: 1, high: 2}} or {{choices: [a, b]}}")
@@ -92,7 +102,7 @@ def _param(key: str, spec: Any) -> Param:
         return Param(key, kind, choices=tuple(choices), grid=grid)
     if "low" not in spec or "high" not in spec:
         raise ValueError(f"search space entry {key}: a {kind} range needs `low` and `high`")
-    low, high, log, step = spec["low"], spec["high"], bool(spec.get("log", False)), spec.get("step")
+    low, high, log, step = number(key, "low", spec["low"]), number(key, "high", spec["high"]), bool(spec.get("log", False)), spec.get("step")
     if not low < high:
         raise ValueError(f"search space entry {key}: low={low} must be below high={high}")
     if log and low <= 0:

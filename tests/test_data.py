@@ -139,3 +139,61 @@ def test_fsdd_spikes_load_by_config_alone(tmp_path):
     assert len(dm.test_set) == 250 and len(dm.train_set) + len(dm.val_set) == 2250
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (32, 1000, 700) and y.max() < 10
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad data: one line `error: …`, exit status 2, no run folder (README: "Bad input")
+# ----------------------------------------------------------------------------------------------
+
+
+def broken_file(folder, case: str) -> list[str]:
+    """Write a broken train file for `case` into folder (the test file is a good one); the extra overrides."""
+    from datamodules.synthetic import write_shd_file
+
+    lengths = [2, 3, 2, 3]  # ragged, as real files are (np.array of equal-length arrays would be 2-D)
+    times = lambda *v: [np.array([*v, 0.03][:n], np.float32) for n in lengths]  # noqa: E731
+    units = lambda *v: [np.array([*v, 3][:n], np.uint16) for n in lengths]  # noqa: E731
+    good = times(0.01, 0.02), units(1, 2), [0, 1, 0, 1]
+    write_shd_file(folder / "shd_test.h5", *good, speakers=np.arange(4) % 2)
+    train = folder / "shd_train.h5"
+    if case == "not_hdf5":
+        train.write_bytes(b"this is not an HDF5 file")
+    elif case == "truncated_gz":
+        write_shd_file(train, *good)
+        data = gzip.compress(train.read_bytes())
+        train.unlink()
+        (folder / "shd_train.h5.gz").write_bytes(data[: len(data) // 2])
+    elif case == "corrupt_zip":
+        (folder / "shd_train.h5.zip").write_bytes(b"PK\x03\x04 broken")
+    elif case == "channels":
+        write_shd_file(train, good[0], units(1, 750), good[2])
+    elif case == "labels":
+        write_shd_file(train, *good[:2], [0, 1, 0, 25])
+    elif case == "nan_times":
+        write_shd_file(train, times(0.01, np.nan), *good[1:])
+    elif case == "negative_times":
+        write_shd_file(train, times(-0.5, 0.02), *good[1:])
+    elif case == "empty_split":
+        write_shd_file(train, *good, speakers=np.arange(4) % 2)
+        return ["data.val.speakers=[0,1]"]
+    return []
+
+
+@pytest.mark.parametrize("case,message", [
+    ("not_hdf5", "is not a readable SHD-format file"), ("truncated_gz", "is corrupt"), ("corrupt_zip", "is corrupt"),
+    ("channels", "has input channel 750 but data.channels=700"), ("labels", "has label 25 but data.n_classes=20"),
+    ("nan_times", "NaN, infinite or negative spike times"), ("negative_times", "NaN, infinite or negative spike times"),
+    ("empty_split", "leaves an empty split"),
+])
+def test_bad_data_file_ends_with_one_line_and_exit_2_and_no_run_folder(tmp_path, capsys, case, message):
+    import train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    extra = broken_file(data, case)
+    out = tmp_path / "run"
+    code = train.main(["data=shd", f"data.root={data}", "data.download=false", f"data.cache_dir={tmp_path / 'cache'}",
+                       "data.duration=0.05", f"output_dir={out}", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: ") and message in err[-1], err
+    assert not out.exists()

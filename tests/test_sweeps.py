@@ -342,3 +342,38 @@ def test_train_py_runs_with_the_argument_list_a_wandb_agent_passes_and_logs_the_
     assert "val/acc" in run["history_keys"]  # the sweep's metric, logged every epoch
     assert run["config"]["algorithm"]["surrogate"] == "arctan"
     assert run["config"]["loss"]["reg_strength"] == pytest.approx(sweep["parameters"]["loss.reg_strength"]["min"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Faults: one line, exit 2, before any trial
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case,message", [
+    ("journal", "the study journal is corrupt"),
+    ("database", "cannot connect"),
+    ("space_key", "search space key 'optim.lrr' is not a config key"),
+    ("data", "not found in /nonexistent"),
+])
+def test_a_study_that_cannot_run_stops_with_one_line_and_exit_2_before_any_trial(tmp_path, capsys, case, message):
+    out = tmp_path / "study"
+    argv = [f"sweep.out_dir={out}", "sweep.n_trials=1", *tiny(tmp_path)]
+    if case == "journal":
+        out.mkdir()
+        (out / "journal.log").write_text('{"op_code": 0, "wor\n')  # a worker killed mid-write
+    elif case == "database":
+        argv.append("sweep.storage=postgresql://nobody@127.0.0.1:1/nothing")
+    elif case == "space_key":
+        (tmp_path / "space.yaml").write_text("optim.lrr: {low: 1e-4, high: 1e-2, log: true}\n")
+        argv.append(f"sweep.space={tmp_path / 'space.yaml'}")
+    else:
+        argv = [f"sweep.out_dir={out}", "data=fsdd", "data.root=/nonexistent"]
+    assert optimize.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert case == "journal" or not out.exists()
+
+
+def test_space_bounds_written_as_1e_minus_4_are_numbers(tmp_path):
+    (tmp_path / "space.yaml").write_text("optim.lr: {low: 1e-4, high: 1e-2, log: true}\n")  # YAML reads strings
+    assert search_space.load_space(tmp_path / "space.yaml")["optim.lr"].low == 1e-4
