@@ -21,8 +21,9 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
@@ -89,9 +90,29 @@ def step_memory(fn: Callable[[], Any], device: torch.device | str | None = None)
         raise ValueError(f"step_memory: device '{device}' not supported; use cpu or cuda")
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with quiet_stderr():  # the profiler's C++ start/stop lines ("USDT: … profiler_start"), not the step's output
+        prof.start()
+    try:
         value = fn()
+    finally:
+        with quiet_stderr():
+            prof.stop()
     return StepMemory(peak_live_bytes(allocation_events(prof)), value, "cpu profiler")
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null inside the block (C++ libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def peak_live_bytes(events: Iterable[tuple[int, int, int]]) -> int:

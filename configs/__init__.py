@@ -2,7 +2,7 @@
 the one parser that train.py, the Optuna study and the benchmark share (`parse.py`)."""
 
 from .parse import (CONFIG_DIR, GROUPS, ConfigError, choices, compose_config, compose_resumed, did_you_mean,
-                    load_structured, set_key)
+                    load_run_config, load_structured, set_key)
 
 __all__ = ["CONFIG_DIR", "GROUPS", "ConfigError", "choices", "compose_config", "compose_resumed", "did_you_mean",
-           "load_structured", "set_key"]
+           "load_run_config", "load_structured", "set_key"]

@@ -26,6 +26,7 @@ ROOT = CONFIG_DIR.parent
 GROUPS = ("algorithm", "data", "logger", "experiment")
 # Trainer arguments that train.run sets itself: the run folder, its loggers and its checkpoint callback.
 TRAINER_RESERVED = ("default_root_dir", "logger", "callbacks")
+LEGACY_TRAINER_KEYS = {"progress_bar": "enable_progress_bar"}  # saved configs of earlier versions → Trainer's names
 TYPE_NAMES = {"Integer": "int", "Float": "float", "Boolean": "bool", "String": "str"}
 
 
@@ -230,31 +231,49 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     return cfg
 
 
-def compose_resumed(run_dir: str | Path, overrides: list[str] | None = None) -> DictConfig:
-    """The config of an earlier run (`<run_dir>/config.yaml`, as train.run saved it) with dotted overrides on top
-    (e.g. a larger `trainer.max_epochs`), writing into the same folder and continuing from its last checkpoint
-    (`checkpoints/last.ckpt`, the last completed epoch; none: from the start). Group choices cannot change."""
+def load_run_config(run_dir: str | Path, overrides: list[str] | None = None, only: tuple[str, ...] | None = None
+                    ) -> DictConfig:
+    """The config an earlier run saved (`<run_dir>/config.yaml`) on this version's schema, with dotted overrides on
+    top; `only`: the key prefixes that may be overridden (None: any). Group choices cannot change."""
     folder = Path(run_dir).expanduser().resolve()
     saved = folder / "config.yaml"
     if not saved.is_file():
-        raise ConfigError(f"resume={run_dir}: no config.yaml there; point resume= to a run folder (runs/<run>)")
+        raise ConfigError(f"{run_dir}: no config.yaml there; name a run folder (runs/<run>)")
     pairs = [parse_item(o) for o in overrides or []]
     groups = [k for k, _ in pairs if k in GROUPS]
     if groups:
-        raise ConfigError(f"resume= keeps the run's own {', '.join(groups)}; start a new run to change them")
+        raise ConfigError(f"a saved run keeps its own {', '.join(groups)}; start a new run to change them")
+    refused = [k for k, _ in pairs if only is not None and not k.startswith(only)]
+    if refused:
+        raise ConfigError(f"{', '.join(refused)} cannot change here; only {', '.join(p.rstrip('.') for p in only)}")
     try:
         old = OmegaConf.load(saved)
-        name = str(old.algorithm.name)
+        for before, now in LEGACY_TRAINER_KEYS.items():  # runs saved by earlier versions
+            if before in old.get("trainer", {}):
+                old.trainer[now] = old.trainer.pop(before)
         cfg = OmegaConf.structured(TrainConfig)
-        cfg.algorithm = OmegaConf.structured(ALGORITHMS[name])
+        cfg.algorithm = OmegaConf.structured(ALGORITHMS[str(old.algorithm.name)])
         cfg = OmegaConf.merge(cfg, old)
     except (OmegaConfBaseException, KeyError, AttributeError) as err:
-        raise ConfigError(f"resume={run_dir}: config.yaml does not fit this version's schema ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"{saved} does not fit this version's schema ({str(err).splitlines()[0]})") from None
     for key, value in pairs:
         set_key(cfg, key, value)
     _check_complete(cfg)
     check_ranges(cfg)
     check_trainer(cfg.trainer)
+    cfg.data.root = resolve_path(cfg.data.root)
+    return cfg
+
+
+def compose_resumed(run_dir: str | Path, overrides: list[str] | None = None) -> DictConfig:
+    """The config of an earlier run with dotted overrides on top (e.g. a larger `trainer.max_epochs`), writing into
+    the same folder and continuing from its last checkpoint (`checkpoints/last.ckpt`, the last completed epoch;
+    none: from the start)."""
+    try:
+        cfg = load_run_config(run_dir, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"resume={err}") from None
+    folder = Path(run_dir).expanduser().resolve()
     last = folder / "checkpoints" / "last.ckpt"
     cfg.output_dir = str(folder)
     cfg.ckpt_path = str(last) if last.is_file() else None

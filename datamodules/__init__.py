@@ -9,9 +9,10 @@ from .files import DataError, SpikeData, read_spike_file
 from .spikes import SpikeDataModule
 
 
-def build_datamodule(cfg: DictConfig) -> SpikeDataModule:
-    """The datamodule for a resolved config (as returned by `configs.compose_config`)."""
-    return SpikeDataModule(cfg.data, test=bool(cfg.get("test", True)), seed=int(cfg.get("seed", 0)))
+def build_datamodule(cfg: DictConfig, fit: bool = True) -> SpikeDataModule:
+    """The datamodule for a resolved config (as returned by `configs.compose_config`); fit=False: the test file
+    alone (evaluation)."""
+    return SpikeDataModule(cfg.data, test=bool(cfg.get("test", True)), seed=int(cfg.get("seed", 0)), fit=fit)
 
 
 def data_shape(cfg: DictConfig) -> dict[str, float | int]:

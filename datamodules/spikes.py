@@ -121,10 +121,11 @@ def split_validation(data: SpikeData, cfg_val) -> tuple[np.ndarray, np.ndarray]:
 class SpikeDataModule(L.LightningDataModule):
     """Train / validation / test loaders for one SHD-format data set described by the `data` config."""
 
-    def __init__(self, cfg_data, test: bool = True, seed: int = 0) -> None:
+    def __init__(self, cfg_data, test: bool = True, seed: int = 0, fit: bool = True) -> None:
         super().__init__()
         self.d, self.seed = cfg_data, seed
         self.test = test  # False: the test file is neither needed nor opened (tuning trials)
+        self.fit = fit  # False: only the test file is needed (evaluating a trained run)
         self.train_set = self.val_set = self.test_set = None
 
     @property
@@ -137,7 +138,8 @@ class SpikeDataModule(L.LightningDataModule):
         if self.d.name == "synthetic":
             self.root = ensure_synthetic(self.d)
             return
-        splits = ["train", *(["valid"] if self.d.files.get("valid") else []), *(["test"] if self.test else [])]
+        splits = ["train", *(["valid"] if self.d.files.get("valid") else [])] if self.fit else []
+        splits += ["test"] if self.test else []
         for split in splits:
             locate(self.d, split)
 

@@ -13,16 +13,17 @@ MAY_IMPORT = {
     "datamodules": set(),
     "algorithms": set(),
     "train": {"configs", "algorithms", "datamodules"},
+    "evaluate": {"configs", "algorithms", "datamodules", "train"},
     "sweeps": {"configs", "algorithms", "datamodules", "train"},  # optimize, search_space, study_report
     "sweeps.benchmark": {"configs", "algorithms", "datamodules", "train", "sweeps"},
     "sweeps.diagnostics": {"configs", "algorithms", "datamodules", "train"},
 }
-SUITE = ("configs", "datamodules", "algorithms", "train", "sweeps", "tests")
+SUITE = ("configs", "datamodules", "algorithms", "train", "evaluate", "sweeps", "tests")
 MAX_LINES = 450
 
 
 def sources() -> list[Path]:
-    files = [ROOT / "train.py"]
+    files = [ROOT / "train.py", ROOT / "evaluate.py"]
     for package in ("configs", "datamodules", "algorithms", "sweeps", "tests"):
         files += sorted((ROOT / package).rglob("*.py"))
     return files

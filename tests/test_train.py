@@ -182,3 +182,23 @@ def test_resume_refuses_another_network_and_a_checkpoint_of_another_algorithm(tm
     with pytest.raises(ConfigError, match="not a readable spikebench checkpoint"):
         train.run(compose_config(overrides_for(tmp_path / "d", f"ckpt_path={tmp_path / 'broken.ckpt'}")))
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix_whose_diagonal_gives_the_accuracy(tmp_path, capsys):
+    import evaluate
+
+    run = tmp_path / "run"
+    results = train.run(compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3",
+                                                     "model.hidden=16")))
+    assert evaluate.main([str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "confusion (rows: true class, columns: predicted):" in printed
+    out = run / "eval" / "synthetic_test"
+    saved = yaml.safe_load((out / "results.yaml").read_text())
+    confusion = [[int(v) for v in line.split(",")] for line in (out / "confusion.csv").read_text().splitlines()]
+    correct = sum(confusion[c][c] for c in range(len(confusion)))
+    assert saved["samples"] == sum(map(sum, confusion)) == 500
+    assert abs(saved["accuracy"] - correct / saved["samples"]) < 1e-6
+    assert abs(saved["accuracy"] - results["test/acc"]) < 1e-6  # the best checkpoint, as train.py tested it
+    assert evaluate.main([str(run), "model.hidden=32"]) == 2  # only the data may change
+    assert "cannot change here" in capsys.readouterr().err

@@ -1,0 +1,103 @@
+"""Evaluate a trained run on a data set: accuracy, loss, the accuracy of each class and the confusion matrix.
+
+    python evaluate.py runs/<run>                                        # its own test file, best checkpoint
+    python evaluate.py runs/<run> data.root=DIR data.files.test=my_test  # another SHD-format file
+    python evaluate.py runs/<run> checkpoint=last                        # or checkpoint=<file.ckpt>
+
+The config is the run's own (its config.yaml: network, binning, dt); only where the data come from may change
+(data.root, data.files.*, data.cache_dir, data.batch_size, data.num_workers, data.download). Prints the figures and
+writes them into <run>/eval/<test file stem>/: results.yaml, per_class.csv, confusion.csv (rows: true class,
+columns: predicted class).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from configs import ConfigError, load_run_config
+from train import check_checkpoint
+
+DATA_KEYS = ("data.root", "data.files.", "data.cache_dir", "data.batch_size", "data.num_workers", "data.download")
+
+
+def checkpoint_path(run: Path, which: str) -> Path:
+    path = run / "checkpoints" / f"{which}.ckpt" if which in ("best", "last") else Path(which).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"checkpoint={which}: no file {path}; the run folder holds checkpoints/best.ckpt and last.ckpt")
+    return path
+
+
+def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict:
+    """Test the run's checkpoint on the configured test file; returns and writes the figures."""
+    import lightning as L
+    import torch
+
+    from algorithms import get_algorithm
+    from datamodules import build_datamodule, data_shape
+
+    run = Path(run_dir).expanduser().resolve()
+    cfg = load_run_config(run, overrides, only=DATA_KEYS)
+    cfg.test = True
+    ckpt = checkpoint_path(run, checkpoint)
+    check_checkpoint(cfg, ckpt, data_shape(cfg))
+    dm = build_datamodule(cfg, fit=False)
+    dm.prepare_data()
+    dm.setup("test")
+    module = get_algorithm(cfg.algorithm.name).load_from_checkpoint(ckpt, map_location="cpu")
+    torch.set_flush_denormal(bool(cfg.flush_denormal))
+    trainer = L.Trainer(accelerator=str(cfg.trainer.get("accelerator", "auto")), devices=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    metrics = trainer.test(module, datamodule=dm, verbose=False)[0]
+    confusion = module.confusion.long()
+    totals = confusion.sum(1)
+    per_class = [float(confusion[c, c] / totals[c]) if totals[c] else float("nan") for c in range(len(totals))]
+    results = {"checkpoint": str(ckpt), "test_file": str(cfg.data.files.test), "data_root": str(cfg.data.root),
+               "accuracy": float(metrics["test/acc"]), "loss": float(metrics["test/loss"]), "samples": int(totals.sum()),
+               "per_class_accuracy": per_class}
+    out = run / "eval" / Path(str(cfg.data.files.test)).name.split(".h5")[0]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.yaml").write_text(yaml.safe_dump(results, sort_keys=False))
+    (out / "per_class.csv").write_text("class,samples,accuracy\n" + "".join(
+        f"{c},{int(totals[c])},{per_class[c]:.4f}\n" for c in range(len(totals))))
+    (out / "confusion.csv").write_text("".join(",".join(str(int(v)) for v in row) + "\n" for row in confusion.tolist()))
+    results["output_dir"] = str(out)
+    results["confusion"] = confusion.tolist()
+    return results
+
+
+def report(r: dict) -> str:
+    """The printed summary: accuracy, loss, per-class accuracy and the confusion matrix."""
+    n = len(r["per_class_accuracy"])
+    width = max(3, len(str(max(max(row) for row in r["confusion"]))))
+    lines = [f"{r['samples']} samples of {r['test_file']}: accuracy {r['accuracy']:.4f}, loss {r['loss']:.4f}",
+             "per class: " + "  ".join(f"{c}: {a:.2f}" for c, a in enumerate(r["per_class_accuracy"])),
+             "confusion (rows: true class, columns: predicted):",
+             "      " + " ".join(f"{c:>{width}}" for c in range(n))]
+    lines += [f"  {c:>3} " + " ".join(f"{v:>{width}}" for v in row) for c, row in enumerate(r["confusion"])]
+    lines.append(f"-> {r['output_dir']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from datamodules import DataError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    run, rest = argv[0], argv[1:]
+    which = [a.split("=", 1)[1] for a in rest if a.startswith("checkpoint=")]
+    rest = [a for a in rest if not a.startswith("checkpoint=")]
+    try:
+        print(report(evaluate(run, rest, which[-1] if which else "best")))
+    except (ConfigError, DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
