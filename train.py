@@ -245,6 +245,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     if cfg.test:
         dm.setup("test")
     module = build_module(cfg, data_shape(cfg))
+    module.class_names = dm.class_names  # carried by the checkpoints, for predict.py
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)

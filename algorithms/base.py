@@ -139,6 +139,7 @@ class ClassifierModule(L.LightningModule):
         })
         self.test_confusion = MulticlassConfusionMatrix(n_classes)
         self.confusion: torch.Tensor | None = None  # the last test's confusion matrix (true class × predicted)
+        self.class_names: list[str] | None = None  # from the training file; saved in checkpoints for predictions
         self.epoch_hidden_counts: torch.Tensor | None = None  # the last training epoch's spikes per hidden neuron
         self._clock = {s: (time.perf_counter(), 0, 0) for s in STAGES}  # (start, samples, saved bytes), this process
 
@@ -243,6 +244,12 @@ class ClassifierModule(L.LightningModule):
             self.test_confusion.update(out.logits, y)
         self.log(f"{stage}/loss", out.loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y), sync_dist=True)
         self.log(f"{stage}/acc", self.epoch_metrics[f"{stage}_acc"], on_epoch=True, prog_bar=stage == "val")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["class_names"] = self.class_names
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.class_names = checkpoint.get("class_names")
 
     # -- activity, cost and memory statistics per epoch ---------------------------------------
 

@@ -36,6 +36,7 @@ class SpikeData:
     offsets: np.ndarray  # int64, (n_samples + 1,)
     labels: np.ndarray  # int64, (n_samples,)
     speakers: np.ndarray | None = None  # int64, (n_samples,)
+    keys: list[str] | None = None  # class names (`extra/keys`), index = label
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -53,6 +54,7 @@ class SpikeData:
             offsets,
             self.labels[index],
             None if self.speakers is None else self.speakers[index],
+            self.keys,
         )
 
 
@@ -107,6 +109,7 @@ def read_spike_file(path: str | Path) -> SpikeData:
             units = f["spikes/units"][:]
             labels = f["labels"][:].astype(np.int64)
             speakers = f["extra/speaker"][:].astype(np.int64) if "extra/speaker" in f else None
+            keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["extra/keys"][:]] if "extra/keys" in f else None
     except (OSError, KeyError) as err:
         raise DataError(
             f"{path} is not a readable SHD-format file ({err}); delete it and download it again"
@@ -118,7 +121,7 @@ def read_spike_file(path: str | Path) -> SpikeData:
     np.cumsum(lengths, out=offsets[1:])
     flat_t = np.concatenate(times).astype(np.float32) if len(times) else np.zeros(0, np.float32)
     flat_u = np.concatenate(units).astype(np.int32) if len(units) else np.zeros(0, np.int32)
-    return SpikeData(flat_t, flat_u, offsets, labels, speakers)
+    return SpikeData(flat_t, flat_u, offsets, labels, speakers, keys)
 
 
 def download(name: str, root: Path, stem: str) -> Path | None:

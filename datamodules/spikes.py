@@ -127,6 +127,7 @@ class SpikeDataModule(L.LightningDataModule):
         self.test = test  # False: the test file is neither needed nor opened (tuning trials)
         self.fit = fit  # False: only the test file is needed (evaluating a trained run)
         self.train_set = self.val_set = self.test_set = None
+        self.class_names: list[str] | None = None  # the training file's `extra/keys`, once set up
 
     @property
     def n_steps(self) -> int:
@@ -160,6 +161,8 @@ class SpikeDataModule(L.LightningDataModule):
                 tr_idx, va_idx = split_validation(train, d.val)
                 train, val = train.subset(tr_idx), train.subset(va_idx)
             a = d.augment
+            keys = train.keys
+            self.class_names = keys[: d.n_classes] if keys and len(keys) >= d.n_classes else None
             self.train_set = SpikeDataset(train, a.blend_prob, a.blend_mix)
             self.val_set = SpikeDataset(val)
         if stage in (None, "test", "predict") and self.test_set is None:

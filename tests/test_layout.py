@@ -14,16 +14,17 @@ MAY_IMPORT = {
     "algorithms": set(),
     "train": {"configs", "algorithms", "datamodules"},
     "evaluate": {"configs", "algorithms", "datamodules", "train"},
+    "predict": {"configs", "algorithms", "datamodules", "train", "evaluate"},
     "sweeps": {"configs", "algorithms", "datamodules", "train"},  # optimize, search_space, study_report
     "sweeps.benchmark": {"configs", "algorithms", "datamodules", "train", "sweeps"},
     "sweeps.diagnostics": {"configs", "algorithms", "datamodules", "train"},
 }
-SUITE = ("configs", "datamodules", "algorithms", "train", "evaluate", "sweeps", "tests")
+SUITE = ("configs", "datamodules", "algorithms", "train", "evaluate", "predict", "sweeps", "tests")
 MAX_LINES = 450
 
 
 def sources() -> list[Path]:
-    files = [ROOT / "train.py", ROOT / "evaluate.py"]
+    files = [ROOT / "train.py", ROOT / "evaluate.py", ROOT / "predict.py"]
     for package in ("configs", "datamodules", "algorithms", "sweeps", "tests"):
         files += sorted((ROOT / package).rglob("*.py"))
     return files

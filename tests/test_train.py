@@ -202,3 +202,22 @@ def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix_whose_diagon
     assert abs(saved["accuracy"] - results["test/acc"]) < 1e-6  # the best checkpoint, as train.py tested it
     assert evaluate.main([str(run), "model.hidden=32"]) == 2  # only the data may change
     assert "cannot change here" in capsys.readouterr().err
+
+
+def test_predict_names_the_training_files_classes_and_its_top_1_agrees_with_the_test_accuracy(tmp_path, capsys):
+    import predict
+    from datamodules import read_spike_file
+    from datamodules.synthetic import ensure_synthetic
+
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "model.hidden=16"))
+    results = train.run(cfg)
+    test_file = ensure_synthetic(cfg.data) / "synthetic_test.h5"
+    ranked = predict.predict(tmp_path / "run", test_file, top=3)
+    labels = read_spike_file(test_file).labels
+    assert len(ranked) == len(labels) == 500 and all(len(r) == 3 for r in ranked)
+    assert all(r[0][1] >= r[1][1] >= r[2][1] and sum(p for _, p in r) <= 1 + 1e-6 for r in ranked)
+    hits = sum(r[0][0] == f"class-{y}" for r, y in zip(ranked, labels))  # the generator's extra/keys
+    assert abs(hits / len(labels) - results["test/acc"]) < 1e-6
+    assert predict.main([str(tmp_path / "run"), str(test_file), "--samples", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[1].startswith("class-")
