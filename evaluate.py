@@ -18,16 +18,9 @@ from pathlib import Path
 import yaml
 
 from configs import ConfigError, load_run_config
-from train import check_checkpoint
+from algorithms.checkpoint import check_checkpoint, checkpoint_path
 
 DATA_KEYS = ("data.root", "data.files.", "data.cache_dir", "data.batch_size", "data.num_workers", "data.download")
-
-
-def checkpoint_path(run: Path, which: str) -> Path:
-    path = run / "checkpoints" / f"{which}.ckpt" if which in ("best", "last") else Path(which).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"checkpoint={which}: no file {path}; the run folder holds checkpoints/best.ckpt and last.ckpt")
-    return path
 
 
 def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint: str = "best") -> dict:
@@ -66,6 +59,81 @@ def evaluate(run_dir: str | Path, overrides: list[str] | None = None, checkpoint
     results["output_dir"] = str(out)
     results["confusion"] = confusion.tolist()
     return results
+
+
+def plot_run(out: Path, module, dm, loggers: list | tuple = (), samples: int = 3) -> list[Path]:
+    """PNGs of a finished run in `out` (and as W&B images when a W&B logger is given): learning curves
+    (curves.png: loss, accuracy and hidden rate per epoch, from metrics.csv), the test confusion matrix
+    (confusion.png), and for the first `samples` test samples the input raster, the hidden spikes and the readout
+    voltages over time (samples.png)."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+
+    written = []
+    rows = list(csv.DictReader((out / "metrics.csv").open())) if (out / "metrics.csv").is_file() else []
+    per_epoch = lambda key: sorted((int(r["epoch"]), float(r[key])) for r in rows if r.get(key))  # noqa: E731
+    if rows:
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        for ax, (title, keys) in zip(axes, [("loss", ("train/loss_epoch", "val/loss")),
+                                            ("accuracy", ("train/acc_epoch", "val/acc")),
+                                            ("hidden rate (Hz)", ("train/rate_hz", "val/rate_hz"))]):
+            for key in keys:
+                points = per_epoch(key)
+                if points:
+                    ax.plot(*zip(*points), marker="o", ms=3, label=key.split("/")[0])
+            ax.set(title=title, xlabel="epoch")
+            ax.legend()
+        fig.tight_layout()
+        written.append(out / "curves.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    names = module.class_names or [str(c) for c in range(module.data_shape.n_classes)]
+    if module.confusion is not None:
+        cm = module.confusion.numpy()
+        fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(cm), 1 + 0.4 * len(cm)))
+        im = ax.imshow(cm, cmap="Blues")
+        ax.set(xticks=range(len(cm)), yticks=range(len(cm)), xlabel="predicted", ylabel="true class",
+               title=f"test: accuracy {np.trace(cm) / max(cm.sum(), 1):.3f}")
+        ax.set_xticklabels(names, rotation=90)
+        ax.set_yticklabels(names)
+        fig.colorbar(im, ax=ax)
+        fig.tight_layout()
+        written.append(out / "confusion.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    if dm.test_set is not None and samples > 0:
+        x, y = next(iter(dm.test_dataloader()))
+        x, y = x[:samples], y[:samples]
+        with torch.no_grad():
+            hidden, v_out = module.simulate(x.to(module.device))
+        dt = module.data_shape.dt
+        fig, axes = plt.subplots(len(y), 3, figsize=(13, 2.6 * len(y)), squeeze=False)
+        for i in range(len(y)):
+            for ax, what, title in ((axes[i, 0], x[i], "input spikes"), (axes[i, 1], hidden[i].cpu(), "hidden activity")):
+                t, n = torch.nonzero(what, as_tuple=True)
+                ax.scatter(t.numpy() * dt, n.numpy(), s=0.3, c="k")
+                ax.set(title=f"{title} (class {names[int(y[i])]})", xlabel="time (s)", ylabel="neuron",
+                       xlim=(0, what.shape[0] * dt))
+            steps = np.arange(v_out.shape[1]) * dt
+            for c in range(v_out.shape[2]):
+                axes[i, 2].plot(steps, v_out[i, :, c].cpu().numpy(), lw=2.0 if c == int(y[i]) else 0.6,
+                                label=names[c] if c == int(y[i]) else None)
+            axes[i, 2].set(title="readout voltages (thick: true class)", xlabel="time (s)")
+            axes[i, 2].legend(loc="upper left")
+        fig.tight_layout()
+        written.append(out / "samples.png")
+        fig.savefig(written[-1], dpi=90)
+        plt.close(fig)
+    for lg in loggers:
+        if type(lg).__name__ == "WandbLogger":
+            lg.log_image(key="plots", images=[str(p) for p in written], caption=[p.stem for p in written])
+    return written
 
 
 def report(r: dict) -> str:

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from configs import ConfigError, load_run_config
-from evaluate import checkpoint_path
-from train import check_checkpoint
+from algorithms.checkpoint import check_checkpoint, checkpoint_path
 
 
 def predict(run_dir: str | Path, file: str | Path, top: int = 3, checkpoint: str = "best",

@@ -168,26 +168,6 @@ def epoch_seed_callback(seed: int):
     return EpochSeed()
 
 
-def check_checkpoint(cfg: DictConfig, path: Path, shape: dict) -> None:
-    """The checkpoint exists, is one, and was trained with this config's algorithm, network and data shape."""
-    import torch
-
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={path}: no such checkpoint file")
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]
-        saved_cfg, saved_shape = saved["cfg"], saved.get("data", shape)
-    except Exception as err:  # noqa: BLE001  (any failure to read it means the same to the user)
-        raise ConfigError(f"ckpt_path={path}: not a readable spikebench checkpoint ({type(err).__name__})") from None
-    mine = OmegaConf.to_container(cfg, resolve=True)
-    differ = [f"algorithm.name={saved_cfg['algorithm']['name']}"] if saved_cfg["algorithm"]["name"] != cfg.algorithm.name else []
-    differ += [f"model.{k}={v}" for k, v in saved_cfg["model"].items() if k not in ("backend",) and mine["model"].get(k) != v]
-    differ += [f"data shape {k}={v}" for k, v in saved_shape.items() if shape.get(k) != v]
-    if differ:
-        raise ConfigError(f"ckpt_path={path} was trained with {', '.join(differ)}; this config differs "
-                          "(resume a run with `resume=<run folder>`, which reuses its config)")
-
-
 def keep_metrics_before(out: Path, ckpt_path: str | None):
     """Resuming into a run folder: Lightning's CSV logger starts metrics.csv afresh, so the rows of the epochs
     up to the checkpoint's are read now and put back in front by the returned function (no-op otherwise)."""
@@ -219,8 +199,9 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
 
     Everything that can fail on the config (the module and datamodule are built, which checks every named
     choice; the logger; the checkpoint to resume) is checked before the output folder is made. The folder
-    then receives config.yaml (resolved), metrics.csv, checkpoints/, results.yaml and confusion.csv (the test
-    set's confusion matrix: rows the true class, columns the predicted one). The `trainer:` block is
+    then receives config.yaml (resolved), metrics.csv, checkpoints/, results.yaml, confusion.csv (the test
+    set's confusion matrix: rows the true class, columns the predicted one) and, with `plots=true`, curves.png,
+    confusion.png and samples.png (evaluate.plot_run). The `trainer:` block is
     passed whole to lightning.Trainer.
     """
     import lightning as L
@@ -228,6 +209,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from algorithms import build_module
+    from algorithms.checkpoint import check_checkpoint
     from datamodules import build_datamodule, data_shape
 
     check_logger(cfg)
@@ -235,7 +217,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA GPU is visible here; "
                           "use trainer.accelerator=auto (or cpu)")
     if cfg.ckpt_path is not None:
-        check_checkpoint(cfg, Path(cfg.ckpt_path).expanduser(), data_shape(cfg))
+        check_checkpoint(cfg, Path(cfg.ckpt_path).expanduser(), data_shape(cfg))  # algorithms.checkpoint
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     torch.set_flush_denormal(bool(cfg.flush_denormal))
@@ -266,6 +248,10 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
         if confusion is not None:  # rows: true class, columns: predicted class, on the test set
             lines = [",".join(str(int(v)) for v in row) for row in confusion.tolist()]
             (out / "confusion.csv").write_text("\n".join(lines) + "\n")
+    if cfg.plots:  # curves.png, confusion.png, samples.png (and W&B images)
+        from evaluate import plot_run
+
+        plot_run(out, module, dm, trainer.loggers)
     results["best_val_acc"] = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     results["epochs"] = trainer.current_epoch
     results.update(fit_metrics)

@@ -222,6 +222,7 @@ class TrainConfig:
     ckpt_path: Optional[str] = None
     flush_denormal: bool = MISSING
     test: bool = MISSING
+    plots: bool = MISSING
     experiment: Optional[str] = None
     model: Model = field(default_factory=Model)
     loss: Loss = field(default_factory=Loss)

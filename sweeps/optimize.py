@@ -46,7 +46,7 @@ from . import search_space, study_report
 
 SWEEP_DEFAULTS = CONFIG_DIR / "sweep.yaml"
 TRIAL_DEFAULTS = ["trainer.enable_progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
-TRIAL_FIXED = ["test=false"]  # after them: a trial selects on validation and never opens the test file
+TRIAL_FIXED = ["test=false", "plots=false"]  # after them: a trial selects on validation and never opens the test file
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A trial that fails because of its own parameters (NaN loss, an invalid combination, out of memory) is recorded as

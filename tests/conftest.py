@@ -56,6 +56,7 @@ def overrides_for(tmp_path, *extra: str) -> list[str]:
     return [
         f"output_dir={tmp_path / 'run'}",
         "trainer.enable_progress_bar=false",
+        "plots=false",
         f"data.cache_dir={tmp_path / 'cache'}",
         *extra,
     ]

@@ -12,9 +12,9 @@ MAY_IMPORT = {
     "configs": set(),
     "datamodules": set(),
     "algorithms": set(),
-    "train": {"configs", "algorithms", "datamodules"},
-    "evaluate": {"configs", "algorithms", "datamodules", "train"},
-    "predict": {"configs", "algorithms", "datamodules", "train", "evaluate"},
+    "evaluate": {"configs", "algorithms", "datamodules"},
+    "train": {"configs", "algorithms", "datamodules", "evaluate"},
+    "predict": {"configs", "algorithms", "datamodules"},
     "sweeps": {"configs", "algorithms", "datamodules", "train"},  # optimize, search_space, study_report
     "sweeps.benchmark": {"configs", "algorithms", "datamodules", "train", "sweeps"},
     "sweeps.diagnostics": {"configs", "algorithms", "datamodules", "train"},
