@@ -2,7 +2,7 @@
 
     python train.py                                   # BPTT on the generated data set
     python train.py algorithm=eventprop data=shd data.root=~/data/shd model.hidden=512
-    python train.py experiment=fsdd_bptt trainer.max_epochs=5 logger=wandb
+    python train.py experiment=fsdd algorithm=eprop trainer.max_epochs=5 logger=wandb
     python train.py --model.hidden=128 --optim.lr=0.002  # the form W&B sweep agents pass
     python train.py resume=runs/<run>                 # continue an interrupted run in its own folder
 
