@@ -134,13 +134,15 @@ def download(name: str, root: Path, stem: str) -> Path | None:
     source = {"shd": SHD, "ssc": SSC}.get(name)
     if source is None:
         return None
-    filename, made = f"{stem}.h5.zip", not root.exists()
+    filename = f"{stem}.h5.zip"
+    made = [] if root.exists() else [root, *(q for q in root.parents if not q.exists())]  # folders a download makes
     md5 = getattr(source, {"train": "train_md5", "test": "test_md5", "valid": "valid_md5"}[stem.split("_")[-1]], None)
     try:
         download_url(source.base_url + filename, str(root), filename=filename, md5=md5)
     except Exception:  # offline, refused, or a broken transfer: the caller says what to do
-        if made and root.is_dir() and not any(root.iterdir()):
-            root.rmdir()  # leave no empty data folder behind
+        for folder in made:  # deepest first: leave no empty data folder behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         return None
     return find_file(root, stem)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,3 +198,22 @@ def test_bad_data_file_ends_with_one_line_and_exit_2_and_no_run_folder(tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: ") and message in err[-1], err
     assert not out.exists()
+
+
+def test_a_failed_download_says_so_and_leaves_no_empty_data_folder(tmp_path, monkeypatch):
+    import tonic.download_utils
+
+    from datamodules.files import locate
+
+    made = []
+
+    def offline(url, root, filename=None, md5=None):
+        Path(root).mkdir(parents=True, exist_ok=True)  # as the real one does before fetching
+        made.append(root)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tonic.download_utils, "download_url", offline)
+    cfg = compose_config(["data=shd", f"data.root={tmp_path / 'a' / 'shd'}"])
+    with pytest.raises(DataError, match="downloading it failed"):
+        locate(cfg.data, "train")
+    assert made and not (tmp_path / "a").exists()
