@@ -95,7 +95,7 @@ def output_dir(cfg: DictConfig) -> Path:
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return ROOT / "runs" / f"{cfg.algorithm.name}-{cfg.data.name}-{stamp}"
+    return Path("runs").resolve() / f"{cfg.algorithm.name}-{cfg.data.name}-{stamp}"  # in the working folder
 
 
 class Interrupted(Exception):

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 from configs import CONFIG_DIR, ConfigError, compose_config, load_structured
 from configs.schema import SweepConfig
 from datamodules import build_datamodule
-from train import ROOT, run
+from train import run
 
 from . import search_space, study_report
 
@@ -301,7 +301,7 @@ def optimize(argv: list[str]) -> optuna.Study:
     name = scfg.study_name or f"{cfg0.algorithm.name}-{cfg0.data.name}"
     group = [f"logger.group={name}"] if cfg0.logger.name == "wandb" else []  # the user's logger.group wins
     overrides = [*TRIAL_DEFAULTS, *group, *user, *TRIAL_FIXED]
-    out_dir = Path(scfg.out_dir).expanduser() if scfg.out_dir else ROOT / "runs" / "sweeps" / name
+    out_dir = Path(scfg.out_dir).expanduser() if scfg.out_dir else Path("runs", "sweeps", name).resolve()
     space_file = search_space.space_path(cfg0.algorithm.name, scfg.space)
     full = search_space.load_space(space_file)
     params = [scfg.params] if isinstance(scfg.params, str) else list(scfg.params) if scfg.params is not None else None

@@ -58,7 +58,6 @@ import yaml
 from omegaconf import OmegaConf
 
 from configs import ConfigError
-from train import ROOT
 
 from . import tuning
 from .cells import Cell
@@ -102,7 +101,7 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     """Run the benchmark described by the command line; returns (output folder, failed cells)."""
     choice, items, user = split_args(argv)
     b = load_benchmark_config(choice, items)
-    out = Path(b.out_dir).expanduser() if b.out_dir else ROOT / "results" / b.name
+    out = Path(b.out_dir).expanduser() if b.out_dir else Path("results", b.name).resolve()  # in the working folder
     algorithms = importable(list(b.algorithms))
     if not algorithms:
         raise ValueError("no algorithm of benchmark.algorithms can be imported")

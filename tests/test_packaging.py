@@ -1,0 +1,36 @@
+"""`pip install .` (a wheel, not the checkout) gives a working suite: configs, search spaces and console commands
+travel with it, and a tiny run trains from outside the checkout."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_wheel_installed_into_a_fresh_environment_trains_from_outside_the_checkout(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels)], check=True, capture_output=True, timeout=300)
+    wheel = next(wheels.glob("spikebench-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"configs/train.yaml", "configs/experiment/fsdd.yaml", "sweeps/spaces/bptt.yaml",
+            "sweeps/benchmark/command.py", "algorithms/kernels/cpu_lif.py"} <= set(names)
+    env = tmp_path / "venv"  # the system's site-packages stay visible, so that torch is not installed again
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env)], check=True, timeout=120)
+    subprocess.run([env / "bin" / "python", "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
+                   capture_output=True, timeout=300)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    where = subprocess.run([env / "bin" / "python", "-c", "import train, configs; print(train.__file__, configs.CONFIG_DIR)"],
+                           cwd=outside, capture_output=True, text=True, check=True).stdout
+    assert str(ROOT) not in where and str(env) in where, where  # the installed copy, not the checkout
+    run = subprocess.run([env / "bin" / "spikebench-train", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                          "model.hidden=16", "trainer.enable_progress_bar=false", "plots=false",
+                          f"data.cache_dir={tmp_path / 'cache'}", f"data.root={tmp_path / 'data'}"],
+                         cwd=outside, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "test accuracy" in run.stdout and (outside / "runs").is_dir()  # runs/ in the working folder
