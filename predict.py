@@ -26,7 +26,7 @@ def predict(run_dir: str | Path, file: str | Path, top: int = 3, checkpoint: str
 
     from algorithms import get_algorithm
     from datamodules import DataError, data_shape, read_spike_file
-    from datamodules.files import unpack
+    from datamodules.files import checked, unpack
     from datamodules.spikes import Collate, SpikeDataset
 
     run = Path(run_dir).expanduser().resolve()
@@ -36,9 +36,7 @@ def predict(run_dir: str | Path, file: str | Path, top: int = 3, checkpoint: str
     path = Path(file).expanduser()
     if not path.is_file():
         raise DataError(f"{file}: no such file")
-    data = read_spike_file(unpack(path, cfg.data.cache_dir))
-    if len(data.units) and data.units.max() >= cfg.data.channels:
-        raise DataError(f"{file} has input channel {data.units.max()}; the run was trained on {cfg.data.channels}")
+    data = checked(read_spike_file(unpack(path, cfg.data.cache_dir)), cfg.data, path, labels=False)
     module = get_algorithm(cfg.algorithm.name).load_from_checkpoint(ckpt, map_location="cpu").eval()
     names = module.class_names or [str(c) for c in range(cfg.data.n_classes)]
     dataset, collate = SpikeDataset(data), Collate(cfg.data, train=False)

@@ -158,27 +158,27 @@ def epoch_seed_callback(seed: int):
     import torch
     from lightning.pytorch.callbacks import Callback
 
+    from datamodules.spikes import hash_seed
+
     class EpochSeed(Callback):
         def on_train_epoch_start(self, trainer, module) -> None:
-            s = (int(seed) * 1_000_003 + trainer.current_epoch) % 2**31
+            s = hash_seed(int(seed), trainer.current_epoch, 3)  # the streams 0–2 are the data order's, see EpochShuffle
             torch.manual_seed(s)
-            np.random.seed(s)
+            np.random.seed(s % 2**32)
             random.seed(s)
 
     return EpochSeed()
 
 
-def keep_metrics_before(out: Path, ckpt_path: str | None):
+def keep_metrics_before(out: Path, last_epoch: int | None):
     """Resuming into a run folder: Lightning's CSV logger starts metrics.csv afresh, so the rows of the epochs
-    up to the checkpoint's are read now and put back in front by the returned function (no-op otherwise)."""
+    up to the checkpoint's (`last_epoch`) are read now and put back in front by the returned function (no-op
+    otherwise)."""
     import csv
 
     metrics = out / "metrics.csv"
-    if ckpt_path is None or not metrics.is_file():
+    if last_epoch is None or not metrics.is_file():
         return lambda: None
-    import torch
-
-    last_epoch = int(torch.load(ckpt_path, map_location="cpu", weights_only=False)["epoch"])
     with metrics.open() as f:
         old = [r for r in csv.DictReader(f) if r.get("epoch", "") != "" and int(r["epoch"]) <= last_epoch]
 
@@ -216,8 +216,9 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     if str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA GPU is visible here; "
                           "use trainer.accelerator=auto (or cpu)")
+    ckpt_epoch = None
     if cfg.ckpt_path is not None:
-        check_checkpoint(cfg, Path(cfg.ckpt_path).expanduser(), data_shape(cfg))  # algorithms.checkpoint
+        ckpt_epoch = check_checkpoint(cfg, Path(cfg.ckpt_path).expanduser(), data_shape(cfg))  # algorithms.checkpoint
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
     torch.set_flush_denormal(bool(cfg.flush_denormal))
@@ -234,7 +235,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", save_last=True, filename="best")
     trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=[ckpt, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])],
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
-    merge_metrics = keep_metrics_before(out, cfg.ckpt_path)
+    merge_metrics = keep_metrics_before(out, ckpt_epoch)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     finally:

@@ -10,6 +10,7 @@ also measured: its step memory (algorithms/measure.py), logged once per run as `
 
 from __future__ import annotations
 
+import abc
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -100,7 +101,7 @@ def lif_params_from_config(cfg: DictConfig, dt: float) -> tuple[LIFParams, LIFPa
     return hidden, readout
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(L.LightningModule, abc.ABC):
     """A network trained on the labels with its algorithm's gradient: objective, optimiser, manual optimisation,
     metrics and cost figures. Subclasses provide the network (`build_network`) and the step (`forward_backward`)."""
 
@@ -145,23 +146,23 @@ class ClassifierModule(L.LightningModule):
 
     # -- what an algorithm provides -------------------------------------------------------------
 
+    @abc.abstractmethod
     def build_network(self, cfg: DictConfig) -> torch.nn.Module:
         """The network: a module with n_hidden, simulate(x) → (hidden activity, readout voltages) and
         synops_per_spike() → (targets per input event, per hidden event)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement build_network")
 
+    @abc.abstractmethod
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         """Loss on the batch, with each parameter's `.grad` set by the algorithm. x: (batch, time, inputs)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement forward_backward")
 
     def simulate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden spikes (batch, time, hidden) and readout voltages (batch, time, classes), no gradients."""
         return self.net.simulate(x)
 
+    @abc.abstractmethod
     def trace(self, x: torch.Tensor) -> Trace:
         """One execution on x (batch, time, inputs): each connection with its inputs, the neuron activations
         (algorithms/trace.py; what NeuroBench's workload metrics count)."""
-        raise NotImplementedError(f"{type(self).__name__} must implement trace")
 
     # -- the common handle -------------------------------------------------------------------
 

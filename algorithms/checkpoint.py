@@ -20,14 +20,16 @@ def checkpoint_path(run: Path, which: str) -> Path:
     return path
 
 
-def check_checkpoint(cfg: DictConfig, path: Path, shape: dict) -> None:
-    """The checkpoint exists, is one, and was trained with this config's algorithm, network and data shape."""
+def check_checkpoint(cfg: DictConfig, path: Path, shape: dict) -> int:
+    """The checkpoint exists, is one, and was trained with this config's algorithm, network and data shape;
+    returns its epoch (the last completed one)."""
     import torch
 
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path}: no such checkpoint file")
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)["hyper_parameters"]
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+        saved, epoch = loaded["hyper_parameters"], int(loaded["epoch"])
         saved_cfg, saved_shape = saved["cfg"], saved.get("data", shape)
     except Exception as err:  # noqa: BLE001  (any failure to read it means the same to the user)
         raise CheckpointError(f"ckpt_path={path}: not a readable spikebench checkpoint ({type(err).__name__})") from None
@@ -38,3 +40,4 @@ def check_checkpoint(cfg: DictConfig, path: Path, shape: dict) -> None:
     if differ:
         raise CheckpointError(f"ckpt_path={path} was trained with {', '.join(differ)}; this config differs "
                           "(resume a run with `resume=<run folder>`, which reuses its config)")
+    return epoch

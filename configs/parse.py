@@ -221,14 +221,7 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         except OmegaConfBaseException as err:
             raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
     cfg.experiment = picked.get("experiment") if picked.get("experiment") not in ("null", "none") else None
-    for key, value in pairs:
-        if key not in GROUPS:
-            set_key(cfg, key, value)
-    _check_complete(cfg)
-    check_ranges(cfg)
-    check_trainer(cfg.trainer)
-    cfg.data.root = resolve_path(cfg.data.root)
-    return cfg
+    return finish(cfg, [(k, v) for k, v in pairs if k not in GROUPS])
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None, only: tuple[str, ...] | None = None
@@ -256,6 +249,11 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None, onl
         cfg = OmegaConf.merge(cfg, old)
     except (OmegaConfBaseException, KeyError, AttributeError) as err:
         raise ConfigError(f"{saved} does not fit this version's schema ({str(err).splitlines()[0]})") from None
+    return finish(cfg, pairs)
+
+
+def finish(cfg: DictConfig, pairs: list[tuple[str, Any]]) -> DictConfig:
+    """The dotted overrides applied, then every check of a train config; data.root made absolute."""
     for key, value in pairs:
         set_key(cfg, key, value)
     _check_complete(cfg)

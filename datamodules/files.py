@@ -170,10 +170,15 @@ def load_split(cfg_data, split: str) -> SpikeData:
     """The SpikeData of `split` (train / valid / test) as the data config names it, checked against the config:
     labels below data.n_classes, channels below data.channels, finite non-negative spike times, not empty."""
     path = locate(cfg_data, split)
-    data = read_spike_file(unpack(path, cfg_data.cache_dir))
+    return checked(read_spike_file(unpack(path, cfg_data.cache_dir)), cfg_data, path)
+
+
+def checked(data: SpikeData, cfg_data, path: Path, labels: bool = True) -> SpikeData:
+    """`data` if it fits the data config: not empty, labels below data.n_classes (unless `labels` is False: files
+    to classify), channels below data.channels, finite non-negative spike times; else a one-line DataError."""
     if not len(data):
-        raise DataError(f"{path} holds no samples; the {split} file must not be empty")
-    if data.labels.max() >= cfg_data.n_classes or data.labels.min() < 0:
+        raise DataError(f"{path} holds no samples; the file must not be empty")
+    if labels and (data.labels.max() >= cfg_data.n_classes or data.labels.min() < 0):
         raise DataError(f"{path} has label {data.labels.max()} but data.n_classes={cfg_data.n_classes}; set data.n_classes")
     if len(data.units) and (data.units.max() >= cfg_data.channels or data.units.min() < 0):
         raise DataError(f"{path} has input channel {data.units.max()} but data.channels={cfg_data.channels}; "

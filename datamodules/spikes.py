@@ -6,7 +6,6 @@ Batches are `(frames, labels)` with frames float32 (batch, time, inputs), binned
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import lightning as L
 import numpy as np

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from optuna.trial import TrialState
 
 from configs import CONFIG_DIR, ConfigError, compose_config, load_structured

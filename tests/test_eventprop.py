@@ -16,7 +16,7 @@ from algorithms.event_sim import InputSpikes, crossing_time, discrete_spikes, ex
 from algorithms.eventprop import EventPropFunction, Setup
 from algorithms.losses import LOSS_KINDS, readout_logits
 from algorithms.neuron import LIFParams, leaky_readout
-from sweeps.diagnostics.networks import ALPHA, LOSSES, TAU0, TAU1, eventprop_grads, params, small_network, task_loss
+from sweeps.diagnostics.networks import LOSSES, eventprop_grads, params, small_network, task_loss
 from tests.conftest import overrides_for
 
 def finite_differences(x, ws, setup, y, counts0, reg=None, eps=1e-6, directions=None):

@@ -29,7 +29,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from algorithms.trace import Connection, Trace
+from algorithms.trace import Trace
 
 
 # ----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import socket
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from configs import compose_config
@@ -43,7 +44,7 @@ def read_curve(metrics_csv: Path) -> dict[str, list[float]]:
 
 
 def test_set_frames(cfg: DictConfig, limit: int | None):
-    """Test-set frames (batch, time, channels), at most `limit` samples (the loader's order: not shuffled)."""
+    """Test-set frames (batch, time, channels), at most `limit` samples (the test loader's fixed order)."""
     from datamodules import build_datamodule
 
     dm = build_datamodule(cfg)
