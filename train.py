@@ -232,8 +232,13 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", save_last=True, filename="best")
-    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=[ckpt, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])],
+    # best.ckpt: the best validation accuracy so far. last.ckpt: every completed epoch, by a second callback,
+    # because ModelCheckpoint(save_last=True) writes last.ckpt only when the monitored metric improved (Lightning
+    # >= 2.6), which would make a resumed run repeat epochs that it had already trained.
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", filename="best")
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
+    callbacks = [ckpt, last, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])]
+    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=callbacks,
                         **OmegaConf.to_container(cfg.trainer, resolve=True))
     merge_metrics = keep_metrics_before(out, ckpt_epoch)
     try:

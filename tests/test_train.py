@@ -103,6 +103,19 @@ def test_resume_from_checkpoint_continues_the_epoch_count(tmp_path):
     assert results["epochs"] == 2
 
 
+def test_last_ckpt_is_the_last_completed_epoch_even_when_validation_accuracy_did_not_improve(tmp_path):
+    """A learning rate too small to move a float32 weight: val/acc never improves after epoch 0, so best.ckpt
+    stays at epoch 0, while last.ckpt (what resume= continues from) follows every epoch."""
+    import torch
+
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=3", "trainer.limit_train_batches=2",
+                                       "model.hidden=16", "optim.lr=1e-30", "test=false"))
+    train.run(cfg)
+    load = lambda name: torch.load(tmp_path / "run" / "checkpoints" / name, weights_only=False)  # noqa: E731
+    assert (load("best.ckpt")["epoch"], load("best.ckpt")["global_step"]) == (0, 2)
+    assert (load("last.ckpt")["epoch"], load("last.ckpt")["global_step"]) == (2, 6)
+
+
 def test_step_memory_of_the_first_training_step_is_logged_once_per_run(tmp_path):
     """train/step_mem_bytes appears in exactly one metrics.csv row and in the results, positive."""
     cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=2", "trainer.limit_train_batches=2", "model.hidden=16"))
