@@ -91,9 +91,20 @@ def wandb_api_key() -> str | None:
         return None
 
 
+RUN_DIR_ENV = "SPIKEBENCH_RUN_DIR"  # the run folder, for the processes that Lightning's DDP launcher starts
+
+
 def output_dir(cfg: DictConfig) -> Path:
+    """`output_dir`, or runs/<algorithm>-<data>-<date>-<time> in the working folder. The processes of one
+    multi-process run share the folder: those that Lightning starts (trainer.devices=N) are told it through the
+    environment; processes started by torchrun or srun need an explicit `output_dir`."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        raise ConfigError("several processes were launched (WORLD_SIZE or SLURM_NTASKS > 1): give every one "
+                          "the same output_dir=<folder>")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs").resolve() / f"{cfg.algorithm.name}-{cfg.data.name}-{stamp}"  # in the working folder
 
@@ -139,10 +150,15 @@ def interruption_callback():
             self.previous = {}
 
         def on_train_batch_end(self, trainer, module, *args) -> None:
-            if self.signum is not None:
-                raise Interrupted(self.signum, Path(trainer.default_root_dir))
+            stop = self.signum is not None
+            if trainer.world_size > 1:  # every process stops at the same batch (training steps communicate)
+                stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+            if stop:
+                raise Interrupted(self.signum or signal.SIGTERM, Path(trainer.default_root_dir))
 
-        on_validation_batch_end = on_train_batch_end
+        def on_validation_batch_end(self, trainer, module, *args) -> None:
+            if self.signum is not None and trainer.world_size == 1:  # several: at the next training batch
+                raise Interrupted(self.signum, Path(trainer.default_root_dir))
 
     return Interruption()
 
@@ -151,7 +167,8 @@ def epoch_seed_callback(seed: int):
     """Reseed torch, NumPy and Python at the start of every training epoch from (seed, epoch), so that what a
     model samples in an epoch (ParaLIF's stochastic spikes) does not depend on what ran before it; the data order
     and augmentations have their own per-epoch generators (datamodules.spikes.EpochShuffle). Together: a run
-    resumed from the checkpoint of epoch k trains epoch k + 1 as the uninterrupted run did."""
+    resumed from the checkpoint of epoch k trains epoch k + 1 as the uninterrupted run did. On several processes
+    the seed also depends on the rank (so that stochastic spikes are drawn independently per process)."""
     import random
 
     import numpy as np
@@ -162,7 +179,8 @@ def epoch_seed_callback(seed: int):
 
     class EpochSeed(Callback):
         def on_train_epoch_start(self, trainer, module) -> None:
-            s = hash_seed(int(seed), trainer.current_epoch, 3)  # the streams 0–2 are the data order's, see EpochShuffle
+            rank = [trainer.global_rank] if trainer.world_size > 1 else []
+            s = hash_seed(int(seed), trainer.current_epoch, 3, *rank)  # streams 0–2 are the data's, see EpochShuffle
             torch.manual_seed(s)
             np.random.seed(s % 2**32)
             random.seed(s)
@@ -207,6 +225,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities import rank_zero_only
 
     from algorithms import build_module
     from algorithms.checkpoint import check_checkpoint
@@ -230,8 +249,10 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     module = build_module(cfg, data_shape(cfg))
     module.class_names = dm.class_names  # carried by the checkpoints, for predict.py
     out = output_dir(cfg)
+    first = rank_zero_only.rank == 0  # the process that writes the run's files (of several: rank 0)
     out.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    if first:
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     # best.ckpt: the best validation accuracy so far. last.ckpt: every completed epoch, by a second callback,
     # because ModelCheckpoint(save_last=True) writes last.ckpt only when the monitored metric improved (Lightning
     # >= 2.6), which would make a resumed run repeat epochs that it had already trained.
@@ -239,29 +260,34 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     callbacks = [ckpt, last, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])]
     trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=callbacks,
-                        **OmegaConf.to_container(cfg.trainer, resolve=True))
-    merge_metrics = keep_metrics_before(out, ckpt_epoch)
+                        use_distributed_sampler=False, **OmegaConf.to_container(cfg.trainer, resolve=True))
+    merge_metrics = keep_metrics_before(out, ckpt_epoch if first else None)
+    launched = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(out)  # the processes that trainer.devices=N starts write here too
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     finally:
         merge_metrics()
+        if launched is None:
+            os.environ.pop(RUN_DIR_ENV, None)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
     best = ckpt.best_model_path or None
     results = {}
     if cfg.test:
         results = {k: float(v) for k, v in trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0].items()}
         confusion = getattr(module, "confusion", None)
-        if confusion is not None:  # rows: true class, columns: predicted class, on the test set
+        if confusion is not None and first:  # rows: true class, columns: predicted class, on the test set
             lines = [",".join(str(int(v)) for v in row) for row in confusion.tolist()]
             (out / "confusion.csv").write_text("\n".join(lines) + "\n")
-    if cfg.plots:  # curves.png, confusion.png, samples.png (and W&B images)
+    if cfg.plots and first:  # curves.png, confusion.png, samples.png (and W&B images)
         from evaluate import plot_run
 
         plot_run(out, module, dm, trainer.loggers)
     results["best_val_acc"] = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
     results["epochs"] = trainer.current_epoch
     results.update(fit_metrics)
-    (out / "results.yaml").write_text(yaml.safe_dump(results, sort_keys=True))
+    if first:
+        (out / "results.yaml").write_text(yaml.safe_dump(results, sort_keys=True))
     results["output_dir"] = str(out)  # type: ignore[assignment]
     for lg in trainer.loggers:
         if type(lg).__name__ == "WandbLogger":
@@ -292,8 +318,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:
-        print(f"stopped: {stop}", file=sys.stderr)
+        from lightning.pytorch.utilities import rank_zero_only
+
+        if rank_zero_only.rank == 0:  # one line per run, not per process
+            print(f"stopped: {stop}", file=sys.stderr)
         return 128 + stop.signum
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:  # one line per run, not per process
+        return 0
     test = f"test accuracy {results['test/acc']:.4f}  " if "test/acc" in results else "not tested (test=false)  "
     print(f"{test}(best val {results['best_val_acc']:.4f})  -> {results['output_dir']}")
     return 0

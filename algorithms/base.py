@@ -19,6 +19,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .distributed import average_gradients, batch_over_processes
 from .losses import Objective
 from .measure import step_memory
 from .metrics import Activity, MulticlassAccuracy, MulticlassConfusionMatrix, activity_stats
@@ -216,7 +217,9 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         # the run's first training step is measured: its step memory, logged once (on_train_epoch_end)
-        out = self.measured_step(x, y, memory=self._step_mem_bytes is None)
+        with batch_over_processes():  # several processes: the regulariser's batch means are global
+            out = self.measured_step(x, y, memory=self._step_mem_bytes is None)
+        average_gradients(self.parameters())  # several processes: every algorithm's gradient, however computed
         if out.step_mem_bytes is not None:
             self._step_mem_bytes, self._step_mem_logged = out.step_mem_bytes, False
         if not torch.isfinite(out.loss):
@@ -228,7 +231,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.optim.grad_clip)
         opt.step()
         self._record(out, x, y, "train")
-        self.log("train/loss", out.loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/loss", out.loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
         self.log("train/acc", self.epoch_metrics["train_acc"], on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
@@ -292,11 +295,18 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self._start_epoch("test")
         self.test_confusion.reset()
 
+    def _log_epoch(self, name: str, value: float) -> None:
+        """An epoch figure, over processes when there are several: the activity statistics are already global
+        (equal on every process), samples per second add up, times and memory are the largest process's."""
+        how = {"samples_per_s": "sum", "epoch_s": "max", "saved_bytes": "max", "step_mem_bytes": "max",
+               "gpu_peak_bytes": "max"}.get(name.split("/")[-1], "mean")
+        self.log(name, float(value), sync_dist=True, reduce_fx=how)
+
     def on_train_epoch_end(self) -> None:
         for k, v in self._epoch_stats("train").items():
-            self.log(f"train/{k}", v)
+            self._log_epoch(f"train/{k}", v)
         if self._step_mem_bytes is not None and not self._step_mem_logged:
-            self.log("train/step_mem_bytes", float(self._step_mem_bytes))  # once per run
+            self._log_epoch("train/step_mem_bytes", float(self._step_mem_bytes))  # once per run
             self._step_mem_logged = True
         sched = self.lr_schedulers()
         if sched is not None:
@@ -305,12 +315,12 @@ class ClassifierModule(L.LightningModule, abc.ABC):
     def on_validation_epoch_end(self) -> None:
         for k, v in self._epoch_stats("val").items():
             if k in ("rate_hz", "silent_frac", "synops"):
-                self.log(f"val/{k}", v)
+                self._log_epoch(f"val/{k}", v)
 
     def on_test_epoch_end(self) -> None:
         for k, v in self._epoch_stats("test").items():
             if k in ("rate_hz", "silent_frac", "synops", "samples_per_s"):
-                self.log(f"test/{k}", v)
+                self._log_epoch(f"test/{k}", v)
         self.confusion = self.test_confusion.compute().cpu()
 
 

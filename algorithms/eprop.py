@@ -91,6 +91,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
+from .distributed import batch_mean
 from .losses import readout_time_kernel, spike_count_regulariser
 from .neuron import LIFParams, lif_step, reset
 from .surrogates import triangle
@@ -341,7 +342,7 @@ class EProp(SpikingModule):
         if with_reg:
             obj = self.objective
             loss = loss + spike_count_regulariser(counts.unsqueeze(1), obj.reg_strength, obj.reg_target)
-            rate_signal = 2.0 * obj.reg_strength * (counts.mean(0) - obj.reg_target) / (n_hidden * batch)
+            rate_signal = 2.0 * obj.reg_strength * (batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
         signal = delta @ self.feedback_weights().T
         self._add_grad(net.w_out, weighted_counts.T @ delta)
         for e, w in zip(elig, (net.w_in, net.w_rec)):

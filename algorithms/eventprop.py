@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
+from .distributed import summed_mean
 from .event_adjoint import adjoint_sweep
 from .event_sim import InputSpikes, Spikes, discrete_spikes, exact_spikes, psp_kernel
 from .losses import LOSS_KINDS, readout_time_kernel, spike_count_regulariser
@@ -235,7 +236,7 @@ class JumpTerms:
         if setup.published_reg is not None:  # −(c/B)(N̄_n − ν) per spike of neuron n, N̄ the batch-mean count
             c, nu = setup.published_reg
             batch = g_counts.shape[0]
-            mean = torch.bincount(spk.flat.long() % spk.hidden, minlength=spk.hidden).to(dtype) / batch
+            mean = summed_mean(torch.bincount(spk.flat.long() % spk.hidden, minlength=spk.hidden).to(dtype), batch)
             self.push = -(c / batch) * (mean - nu)
         if kind in ("sum", "sum_exp"):
             self.g_w_out = summary.T @ g_out
@@ -396,4 +397,4 @@ class EventProp(SpikingModule):
             if bool(silent.any()):
                 with torch.no_grad():
                     self.net.w_in[:, silent] += lift
-            self.log("train/lifted", float(silent.sum()))
+            self.log("train/lifted", float(silent.sum()), sync_dist=True)  # equal on every process

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .distributed import batch_mean
 from .neuron import LIFParams, exp_filter
 
 LOSS_KINDS = ("sum_exp", "sum", "max", "first_spike")
@@ -55,8 +56,9 @@ def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float) -> torch.Tensor:
-    """c · mean_j (N̄_j − ν)² for hidden spikes (batch, time, hidden)."""
-    counts = spikes.sum(dim=1).mean(dim=0)
+    """c · mean_j (N̄_j − ν)² for hidden spikes (batch, time, hidden); N̄ is the mean over the global batch when
+    training on several processes (distributed.batch_mean)."""
+    counts = batch_mean(spikes.sum(dim=1))
     return strength * ((counts - target) ** 2).mean()
 
 

@@ -24,8 +24,9 @@ from .schema import ALGORITHMS, TrainConfig
 CONFIG_DIR = Path(__file__).resolve().parent
 ROOT = CONFIG_DIR.parent
 GROUPS = ("algorithm", "data", "logger", "experiment")
-# Trainer arguments that train.run sets itself: the run folder, its loggers and its checkpoint callback.
-TRAINER_RESERVED = ("default_root_dir", "logger", "callbacks")
+# Trainer arguments that train.run sets itself: the run folder, its loggers and its checkpoint callback, and
+# use_distributed_sampler=False (the datamodule splits the data over processes itself: datamodules.spikes).
+TRAINER_RESERVED = ("default_root_dir", "logger", "callbacks", "use_distributed_sampler")
 LEGACY_TRAINER_KEYS = {"progress_bar": "enable_progress_bar"}  # saved configs of earlier versions → Trainer's names
 TYPE_NAMES = {"Integer": "int", "Float": "float", "Boolean": "bool", "String": "str"}
 
@@ -127,7 +128,8 @@ def check_trainer(trainer: DictConfig) -> None:
     valid = [p for p in inspect.signature(L.Trainer.__init__).parameters if p not in ("self", *TRAINER_RESERVED)]
     for key in trainer:
         if key in TRAINER_RESERVED:
-            raise ConfigError(f"trainer.{key} is set by train.py (the run folder, its loggers and checkpoints)")
+            raise ConfigError(f"trainer.{key} is set by train.py (the run folder, its loggers and checkpoints; "
+                              "the data's split over processes)")
         if key not in valid:
             raise ConfigError(f"unknown config key 'trainer.{key}': not an argument of lightning.Trainer; "
                               f"{did_you_mean(str(key), valid, 'trainer.')}valid keys: {', '.join(valid)}")

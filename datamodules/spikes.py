@@ -22,23 +22,30 @@ class EpochShuffle(Sampler):
     """A new random order every epoch, drawn from (seed, epoch) alone, and the random generators of that epoch's
     augmentations (`torch_gen`, `np_gen`). Lightning calls `set_epoch` before each training epoch, so epoch k
     is the same whatever ran before it: a run resumed from the checkpoint of epoch k − 1 repeats it exactly
-    (with data.num_workers=0; worker processes would each get a copy of the generators)."""
+    (with data.num_workers=0; worker processes would each get a copy of the generators).
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed = n, int(seed)
+    On `world` processes, process `rank` takes every world-th sample of the epoch's order, after cutting the order
+    to a multiple of `world` (so that every process has as many batches: the training step communicates). With a
+    per-process batch B, batch j of the processes together holds the samples of batch j of one process with batch
+    world·B: the same global batches, in the same order. The augmentations' generators also draw from the rank."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world = n, int(seed), int(rank), int(world)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        self.torch_gen = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, 1))
-        self.np_gen = np.random.default_rng([self.seed, self.epoch, 2])
+        more = [self.rank] if self.world > 1 else []  # one process: the seeds of earlier versions
+        self.torch_gen = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, 1, *more))
+        self.np_gen = np.random.default_rng([self.seed, self.epoch, 2, *more])
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world
 
     def __iter__(self):
         order = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, 0))
-        return iter(torch.randperm(self.n, generator=order).tolist())
+        perm = torch.randperm(self.n, generator=order)
+        return iter(perm[: len(self) * self.world][self.rank :: self.world].tolist())
 
 
 def hash_seed(*parts: int) -> int:
@@ -168,10 +175,13 @@ class SpikeDataModule(L.LightningDataModule):
             self.test_set = SpikeDataset(load_split(d, "test"))
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
+        # several processes (trainer.devices=N): each loads its share, the Trainer's distributed sampler is off
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if train:
-            order = ds.randomness = EpochShuffle(len(ds), self.seed)
-        else:  # one fixed mixed order, so that trainer.limit_val/test_batches sees every class (files may be sorted)
-            order = np.random.default_rng([self.seed, 3]).permutation(len(ds)).tolist()
+            order = ds.randomness = EpochShuffle(len(ds), self.seed, rank, world)
+        else:  # one fixed mixed order, so that trainer.limit_val/test_batches sees every class (files may be sorted);
+            # on several processes every sample once (no padding: evaluation steps do not communicate)
+            order = np.random.default_rng([self.seed, 3]).permutation(len(ds))[rank::world].tolist()
         return DataLoader(
             ds,
             batch_size=self.d.batch_size,

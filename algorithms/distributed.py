@@ -1,0 +1,80 @@
+"""Training on several processes (`trainer.devices=N`, Lightning's DDP; gloo on CPU, NCCL on GPU).
+
+Every algorithm computes its gradient its own way (autograd, an adjoint written by hand, eligibility traces), and
+training uses manual optimisation, in which Lightning turns DDP's gradient hooks off. So the suite reduces over
+processes itself, in two places, and N processes, each with a batch of B samples, take the step that one process
+takes on the global batch of N·B samples (when the data split evenly, see datamodules.spikes.EpochShuffle):
+
+1. `average_gradients`, after the algorithm's `forward_backward` and before clipping and the optimiser step: the
+   mean of the processes' gradients. Each process's loss is a mean over its own B samples, so the mean of the N
+   gradients is the gradient of the mean over all N·B samples.
+2. `batch_mean`, for a batch statistic that enters the loss nonlinearly: the spike-count regulariser
+   c · mean_j (N̄_j − ν)², with N̄_j the batch-mean count of neuron j. Averaging N regularisers of local means
+   is not the regulariser of the global mean, so inside `batch_over_processes()` (the training step) N̄ is
+   reduced over processes first. Its value is the global mean; its gradient is that of the local mean, 1/B per
+   sample, so that step 1's division by N leaves the global 1/(N·B).
+
+Epoch metrics (accuracy, spike rate, SynOps, the silent-neuron counts of EventProp's lift) are torchmetrics whose
+states are summed over processes (algorithms.metrics). Outside `batch_over_processes()` (validation, test,
+single-process runs) nothing here communicates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+
+_REDUCE_BATCH = False  # set by batch_over_processes, read by batch_mean (a module flag: autograd threads see it)
+
+
+def world_size() -> int:
+    """Number of training processes: 1 unless torch.distributed is initialised."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+@contextmanager
+def batch_over_processes() -> Iterator[None]:
+    """Inside: `batch_mean` reduces over all processes (a collective: every process must be in a training step)."""
+    global _REDUCE_BATCH
+    previous, _REDUCE_BATCH = _REDUCE_BATCH, world_size() > 1
+    try:
+        yield
+    finally:
+        _REDUCE_BATCH = previous
+
+
+def batch_mean(t: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 0 (the batch): of the global batch inside `batch_over_processes()` on several processes, with
+    the local mean's gradient; of `t` itself otherwise."""
+    local = t.mean(0)
+    if not _REDUCE_BATCH:
+        return local
+    return local + (summed_mean(t.detach().sum(0), t.shape[0]) - local).detach()
+
+
+def summed_mean(total: torch.Tensor, n: int) -> torch.Tensor:
+    """`total / n`, with `total` and `n` summed over the processes inside `batch_over_processes()` (a value, no
+    gradient): the batch mean of a statistic of which a process holds the sum over its own n samples."""
+    if not _REDUCE_BATCH:
+        return total / n
+    buf = torch.cat([total.detach().reshape(-1).double(), total.new_full((1,), n, dtype=torch.float64)])
+    dist.all_reduce(buf)
+    return (buf[:-1] / buf[-1]).view_as(total).to(total.dtype)
+
+
+def average_gradients(params: Iterable[torch.Tensor]) -> None:
+    """Replace every `.grad` by its mean over the processes (one all-reduce of all gradients); no-op on one."""
+    n = world_size()
+    if n == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= n
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
