@@ -246,10 +246,16 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None, onl
         for before, now in LEGACY_TRAINER_KEYS.items():  # runs saved by earlier versions
             if before in old.get("trainer", {}):
                 old.trainer[now] = old.trainer.pop(before)
-        cfg = OmegaConf.structured(TrainConfig)
-        cfg.algorithm = OmegaConf.structured(ALGORITHMS[str(old.algorithm.name)])
-        cfg = OmegaConf.merge(cfg, old)
+        name, data = str(old.algorithm.name), str(old.get("data", {}).get("name", ""))
+        if name not in ALGORITHMS:
+            raise KeyError(f"algorithm {name}")
     except (OmegaConfBaseException, KeyError, AttributeError) as err:
+        raise ConfigError(f"{saved} does not fit this version's schema ({str(err).splitlines()[0]})") from None
+    # keys added to the suite since the run was saved take their defaults (of its algorithm and data set)
+    cfg = compose_config([f"algorithm={name}", *([f"data={data}"] if data in choices("data") else [])])
+    try:
+        cfg = OmegaConf.merge(cfg, old)
+    except OmegaConfBaseException as err:
         raise ConfigError(f"{saved} does not fit this version's schema ({str(err).splitlines()[0]})") from None
     return finish(cfg, pairs)
 

@@ -15,16 +15,17 @@ MAY_IMPORT = {
     "evaluate": {"configs", "algorithms", "datamodules"},
     "train": {"configs", "algorithms", "datamodules", "evaluate"},
     "predict": {"configs", "algorithms", "datamodules"},
+    "export": {"configs", "algorithms", "datamodules"},
     "sweeps": {"configs", "algorithms", "datamodules", "train"},  # optimize, search_space, study_report
     "sweeps.benchmark": {"configs", "algorithms", "datamodules", "train", "sweeps"},
     "sweeps.diagnostics": {"configs", "algorithms", "datamodules", "train"},
 }
-SUITE = ("configs", "datamodules", "algorithms", "train", "evaluate", "predict", "sweeps", "tests")
+SUITE = ("configs", "datamodules", "algorithms", "train", "evaluate", "predict", "export", "sweeps", "tests")
 MAX_LINES = 450
 
 
 def sources() -> list[Path]:
-    files = [ROOT / "train.py", ROOT / "evaluate.py", ROOT / "predict.py"]
+    files = [ROOT / "train.py", ROOT / "evaluate.py", ROOT / "predict.py", ROOT / "export.py"]
     for package in ("configs", "datamodules", "algorithms", "sweeps", "tests"):
         files += sorted((ROOT / package).rglob("*.py"))
     return files

@@ -235,3 +235,19 @@ def test_predict_names_the_training_files_classes_and_its_top_1_agrees_with_the_
     assert predict.main([str(tmp_path / "run"), str(test_file), "--samples", "2"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[1].startswith("class-")
+
+
+def test_a_run_saved_by_an_earlier_version_loads_with_the_defaults_of_keys_added_since(tmp_path):
+    """config.yaml without `plots` (added later) and with trainer.progress_bar (renamed enable_progress_bar)."""
+    from omegaconf import OmegaConf
+
+    from configs import load_run_config
+
+    cfg = compose_config(["algorithm=eprop", "model.hidden=24"])
+    old = OmegaConf.to_container(cfg, resolve=True)
+    del old["plots"]
+    old["trainer"]["progress_bar"] = old["trainer"].pop("enable_progress_bar")
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(old))
+    loaded = load_run_config(tmp_path)
+    assert loaded.plots is True and loaded.model.hidden == 24 and loaded.algorithm.name == "eprop"
+    assert loaded.trainer.enable_progress_bar == cfg.trainer.enable_progress_bar and "progress_bar" not in loaded.trainer
