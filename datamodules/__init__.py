@@ -6,12 +6,22 @@ from omegaconf import DictConfig
 
 from .binning import pooled_channels
 from .files import DataError, SpikeData, read_spike_file
-from .spikes import SpikeDataModule
 
 
-def build_datamodule(cfg: DictConfig, fit: bool = True) -> SpikeDataModule:
-    """The datamodule for a resolved config (as returned by `configs.compose_config`); fit=False: the test file
-    alone (evaluation)."""
+def __getattr__(name: str):
+    """`SpikeDataModule` imported on first use: it needs Lightning, which the audio converter does not (its start)."""
+    if name == "SpikeDataModule":
+        from .spikes import SpikeDataModule
+
+        return SpikeDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def build_datamodule(cfg: DictConfig, fit: bool = True):
+    """The datamodule (a SpikeDataModule) for a resolved config (as returned by `configs.compose_config`);
+    fit=False: the test file alone (evaluation)."""
+    from .spikes import SpikeDataModule
+
     return SpikeDataModule(cfg.data, test=bool(cfg.get("test", True)), seed=int(cfg.get("seed", 0)), fit=fit)
 
 

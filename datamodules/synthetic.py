@@ -65,19 +65,27 @@ def generate(
     return times, units, labels.astype(np.uint16)
 
 
-def write_shd_file(path: str | Path, times, units, labels, speakers=None, keys=None) -> None:
-    """Write events in the SHD layout: vlen float16 spikes/times, vlen uint16 spikes/units, uint16 labels."""
+def write_shd_file(path: str | Path, times, units, labels, speakers=None, keys=None, extra=None) -> None:
+    """Write events in the SHD layout: vlen float16 spikes/times, vlen uint16 spikes/units, uint16 labels;
+    `extra`: more datasets under extra/ by name (e.g. speaker_names, files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: several may write the same file
+    def rows(arrays, dtype) -> np.ndarray:  # a 1-D object array of rows (np.array would make equal rows 2-D)
+        out = np.empty(len(arrays), dtype=object)
+        out[:] = [np.asarray(a, dtype=dtype) for a in arrays]
+        return out
+
     with h5py.File(tmp, "w") as f:
-        f.create_dataset("spikes/times", data=np.array(times, dtype=object), dtype=h5py.vlen_dtype(np.float16))
-        f.create_dataset("spikes/units", data=np.array(units, dtype=object), dtype=h5py.vlen_dtype(np.uint16))
+        f.create_dataset("spikes/times", data=rows(times, np.float16), dtype=h5py.vlen_dtype(np.float16))
+        f.create_dataset("spikes/units", data=rows(units, np.uint16), dtype=h5py.vlen_dtype(np.uint16))
         f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
         n = len(labels)
         f.create_dataset("extra/speaker", data=np.asarray(speakers if speakers is not None else np.zeros(n), dtype=np.uint16))
         n_keys = int(np.max(labels)) + 1 if n else 0
         f.create_dataset("extra/keys", data=np.array(keys or [f"class-{i}".encode() for i in range(n_keys)]))
+        for name, values in (extra or {}).items():
+            f.create_dataset(f"extra/{name}", data=values)
     tmp.replace(path)
 
 

@@ -14,8 +14,8 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "sweeps" / "diagnostics").glob("*.py") 
 
 
 def test_every_script_of_the_folder_is_listed_here():
-    assert SCRIPTS == ["bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "eventprop_modes", "gpu_check",
-                       "kernel_check"]
+    assert SCRIPTS == ["bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "eventprop_modes",
+                       "gpu_check", "kernel_check"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -251,3 +251,24 @@ def test_a_run_saved_by_an_earlier_version_loads_with_the_defaults_of_keys_added
     loaded = load_run_config(tmp_path)
     assert loaded.plots is True and loaded.model.hidden == 24 and loaded.algorithm.name == "eprop"
     assert loaded.trainer.enable_progress_bar == cfg.trainer.enable_progress_bar and "progress_bar" not in loaded.trainer
+
+
+@pytest.mark.skipif(not FSDD.exists(), reason="../shared/data/fsdd-spikes not present (the run is trained on it)")
+@pytest.mark.skipif(not __import__("shutil").which("espeak-ng"), reason="espeak-ng not installed (apt-get install espeak-ng)")
+def test_a_synthesised_word_goes_from_wav_through_the_cochlea_to_a_distribution_over_the_runs_classes(tmp_path):
+    """A clip no data file holds (espeak-ng says "seven"), classified in one command: predict.py runs the cochlea
+    model on the WAV, then the run's network. Asserts the pipeline and the output's form, not that it guesses right."""
+    cfg = compose_config(overrides_for(tmp_path, "data=fsdd", "data.dt=10e-3", "model.hidden=16", "trainer.max_epochs=1",
+                                       "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false"))
+    train.run(cfg)
+    clip = tmp_path / "seven.wav"
+    subprocess.run(["espeak-ng", "-w", str(clip), "seven"], check=True, capture_output=True, timeout=60)
+    done = subprocess.run([sys.executable, str(ROOT / "predict.py"), str(tmp_path / "run"), str(clip), "--top", "10"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line, = done.stdout.strip().splitlines()
+    name, *pairs = line.split()
+    classes, probs = pairs[0::2], [float(p) for p in pairs[1::2]]
+    digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]  # fsdd's extra/keys
+    assert name == "seven.wav" and sorted(classes) == sorted(digits), line
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) <= 0.005 * len(probs)  # softmax, printed to 0.01
