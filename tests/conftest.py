@@ -32,7 +32,7 @@ def one_thread():
 @pytest.fixture
 def shd_dir(tmp_path):
     """A folder holding shd_train.h5 and shd_test.h5 in the official layout (generated, 20 classes)."""
-    from datamodules.synthetic import generate, write_shd_file
+    from spikebench.datamodules.synthetic import generate, write_shd_file
 
     for split, n, stream in (("train", 200, 1), ("test", 60, 2)):
         t, u, y = generate(n, np.random.default_rng([3, 0]), np.random.default_rng([3, stream]), duration=0.1)
@@ -43,9 +43,9 @@ def shd_dir(tmp_path):
 
 def module_for(overrides: list[str]):
     """The module of compose_config(overrides), built as train.run builds it."""
-    from algorithms import build_module
-    from configs import compose_config
-    from datamodules import data_shape
+    from spikebench.algorithms import build_module
+    from spikebench.configs import compose_config
+    from spikebench.datamodules import data_shape
 
     cfg = compose_config(overrides)
     return build_module(cfg, data_shape(cfg))

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import Callback
 
-import train
-from configs import compose_config
+from spikebench import train
+from spikebench.configs import compose_config
 
 
 class SaveReplica(Callback):

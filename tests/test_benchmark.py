@@ -12,13 +12,13 @@ import torch
 import yaml
 from torch import nn
 
-from sweeps.benchmark import cells as BC
-from sweeps.benchmark import command as B
-from sweeps.benchmark import neurobench as NB
-from sweeps.benchmark import report as BR
-from sweeps.benchmark.config import load_benchmark_config
-from algorithms.trace import Connection, Trace
-from train import compose_config
+from spikebench.sweeps.benchmark import cells as BC
+from spikebench.sweeps.benchmark import command as B
+from spikebench.sweeps.benchmark import neurobench as NB
+from spikebench.sweeps.benchmark import report as BR
+from spikebench.sweeps.benchmark.config import load_benchmark_config
+from spikebench.algorithms.trace import Connection, Trace
+from spikebench.train import compose_config
 
 
 def tiny_argv(tmp_path) -> list[str]:
@@ -224,9 +224,8 @@ def test_bad_benchmark_values_raise_one_line_errors():
 
 
 def test_algorithm_that_does_not_import_is_skipped_with_the_reason(monkeypatch, capsys):
-    import algorithms
-
-    monkeypatch.setitem(algorithms.REGISTRY, "broken", "algorithms.does_not_exist:Broken")
+    from spikebench import algorithms
+    monkeypatch.setitem(algorithms.REGISTRY, "broken", "spikebench.algorithms.does_not_exist:Broken")
     assert B.importable(["bptt", "broken"]) == ["bptt"]
     assert "skipping broken: cannot import it (ModuleNotFoundError" in capsys.readouterr().out
 
@@ -276,8 +275,8 @@ def test_footprint_is_bytes_of_parameters_and_buffers_connection_sparsity_is_zer
 
 
 def test_snn_trace_feeds_spikes_of_the_previous_step_to_the_recurrent_weights():
-    from algorithms import build_module
-    from datamodules import data_shape
+    from spikebench.algorithms import build_module
+    from spikebench.datamodules import data_shape
 
     cfg = compose_config(["model.hidden=8", "data.duration=0.03"])
     module = build_module(cfg, data_shape(cfg))
@@ -296,8 +295,8 @@ def test_snn_trace_feeds_spikes_of_the_previous_step_to_the_recurrent_weights():
 
 @pytest.mark.parametrize("recurrent", [True, False])
 def test_lstm_cell_equations_stepped_explicitly_equal_torch_lstm(recurrent):
-    from algorithms import build_module
-    from datamodules import data_shape
+    from spikebench.algorithms import build_module
+    from spikebench.datamodules import data_shape
 
     cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02", "algorithm.layers=2",
                           f"model.recurrent={str(recurrent).lower()}"])
@@ -309,8 +308,8 @@ def test_lstm_cell_equations_stepped_explicitly_equal_torch_lstm(recurrent):
 
 
 def test_feed_forward_lstm_keeps_its_hidden_to_gate_weights_at_zero_through_training():
-    from algorithms import build_module
-    from datamodules import data_shape
+    from spikebench.algorithms import build_module
+    from spikebench.datamodules import data_shape
 
     cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02", "model.recurrent=false"])
     module = build_module(cfg, data_shape(cfg))
@@ -323,8 +322,8 @@ def test_feed_forward_lstm_keeps_its_hidden_to_gate_weights_at_zero_through_trai
 
 
 def test_lstm_dense_synops_are_input_and_hidden_to_four_gates_three_cell_products_and_readout_per_step():
-    from algorithms import build_module
-    from datamodules import data_shape
+    from spikebench.algorithms import build_module
+    from spikebench.datamodules import data_shape
 
     cfg = compose_config(["algorithm=lstm", "model.hidden=6", "data.duration=0.02"])
     module = build_module(cfg, data_shape(cfg))

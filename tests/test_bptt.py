@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms import build_module
-from datamodules import data_shape
-from algorithms.neuron import lif_reference
-from algorithms.losses import readout_logits
-from train import compose_config
+from spikebench.algorithms import build_module
+from spikebench.datamodules import data_shape
+from spikebench.algorithms.neuron import lif_reference
+from spikebench.algorithms.losses import readout_logits
+from spikebench.train import compose_config
 
 
 def unrolled_loss(net, x, y, kind, surrogate, slope, reg_strength, reg_target):

@@ -11,11 +11,11 @@ import pytest
 from scipy.io import wavfile
 from scipy.signal import resample_poly
 
-from datamodules import build_datamodule, read_spike_file
-from datamodules.cochlea import convert, main
-from datamodules.cochlea_model import CochleaParams, bushy_cells, pairwise_sum, wav_to_spikes
-from datamodules.files import unpack
-from train import compose_config
+from spikebench.datamodules import build_datamodule, read_spike_file
+from spikebench.datamodules.cochlea import convert, main
+from spikebench.datamodules.cochlea_model import CochleaParams, bushy_cells, pairwise_sum, wav_to_spikes
+from spikebench.datamodules.files import unpack
+from spikebench.train import compose_config
 from conftest import FSDD, overrides_for
 
 AUDIO = FSDD.parent / "fsdd-audio"

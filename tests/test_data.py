@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules import DataError, build_datamodule, read_spike_file
-from datamodules.augment import blend, channel_shift
-from datamodules.binning import bin_events, delay_line
-from datamodules.files import load_split
-from train import compose_config
+from spikebench.datamodules import DataError, build_datamodule, read_spike_file
+from spikebench.datamodules.augment import blend, channel_shift
+from spikebench.datamodules.binning import bin_events, delay_line
+from spikebench.datamodules.files import load_split
+from spikebench.train import compose_config
 from conftest import FSDD, overrides_for
 
 
@@ -149,7 +149,7 @@ def test_fsdd_spikes_load_by_config_alone(tmp_path):
 
 def broken_file(folder, case: str) -> list[str]:
     """Write a broken train file for `case` into folder (the test file is a good one); the extra overrides."""
-    from datamodules.synthetic import write_shd_file
+    from spikebench.datamodules.synthetic import write_shd_file
 
     lengths = [2, 3, 2, 3]  # ragged, as real files are (np.array of equal-length arrays would be 2-D)
     times = lambda *v: [np.array([*v, 0.03][:n], np.float32) for n in lengths]  # noqa: E731
@@ -187,8 +187,7 @@ def broken_file(folder, case: str) -> list[str]:
     ("empty_split", "leaves an empty split"),
 ])
 def test_bad_data_file_ends_with_one_line_and_exit_2_and_no_run_folder(tmp_path, capsys, case, message):
-    import train
-
+    from spikebench import train
     data = tmp_path / "data"
     data.mkdir()
     extra = broken_file(data, case)
@@ -203,7 +202,7 @@ def test_bad_data_file_ends_with_one_line_and_exit_2_and_no_run_folder(tmp_path,
 def test_a_failed_download_says_so_and_leaves_no_empty_data_folder(tmp_path, monkeypatch):
     import tonic.download_utils
 
-    from datamodules.files import locate
+    from spikebench.datamodules.files import locate
 
     made = []
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import algorithms.distributed as distributed
+import spikebench.algorithms.distributed as distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).resolve().parent / "ddp_replicas.py"

@@ -6,13 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms import build_module
-from datamodules import data_shape
-from algorithms.eprop import pseudo_derivative
-from algorithms.losses import readout_time_kernel
-from algorithms.losses import readout_logits, time_weights
-from algorithms.neuron import LIFParams, exp_filter, leaky_readout, lif_sequence, lif_step, reset
-from train import compose_config
+from spikebench.algorithms import build_module
+from spikebench.datamodules import data_shape
+from spikebench.algorithms.eprop import pseudo_derivative
+from spikebench.algorithms.losses import readout_time_kernel
+from spikebench.algorithms.losses import readout_logits, time_weights
+from spikebench.algorithms.neuron import LIFParams, exp_filter, leaky_readout, lif_sequence, lif_step, reset
+from spikebench.train import compose_config
 
 
 def make_eprop(*overrides: str, hidden: int = 7, n_in: int = 5, steps: int = 40):

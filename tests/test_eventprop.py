@@ -12,11 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.event_sim import InputSpikes, crossing_time, discrete_spikes, exact_spikes, flow
-from algorithms.eventprop import EventPropFunction, Setup
-from algorithms.losses import LOSS_KINDS, readout_logits
-from algorithms.neuron import LIFParams, leaky_readout
-from sweeps.diagnostics.networks import LOSSES, eventprop_grads, params, small_network, task_loss
+from spikebench.algorithms.event_sim import InputSpikes, crossing_time, discrete_spikes, exact_spikes, flow
+from spikebench.algorithms.eventprop import EventPropFunction, Setup
+from spikebench.algorithms.losses import LOSS_KINDS, readout_logits
+from spikebench.algorithms.neuron import leaky_readout
+from spikebench.sweeps.diagnostics.networks import LOSSES, eventprop_grads, params, small_network, task_loss
 from tests.conftest import overrides_for
 
 def finite_differences(x, ws, setup, y, counts0, reg=None, eps=1e-6, directions=None):
@@ -233,7 +233,7 @@ def comparable(seed: int, dt: float = 1e-4, duration: float = 0.1) -> bool:
 def test_discrete_gradient_points_the_way_of_the_exact_gradient(kind):
     """Cosine between the discrete- and exact-mode gradients of each weight tensor, at dt = 0.1 ms on networks
     where both modes fire the same spikes. (At dt = 1 ms each discrete spike lags the continuous one by up to a
-    step and the lag accumulates, so the modes fire different spike trains; `python -m sweeps.diagnostics.eventprop_modes`.)"""
+    step and the lag accumulates, so the modes fire different spike trains; `python -m spikebench.sweeps.diagnostics.eventprop_modes`.)"""
     table = [cosines(seed, kind, 1e-4, 0.1) for seed in COMPARABLE]
     print(kind, [[round(c, 3) for c in row] for row in table])
     flat = sorted(c for row in table for c in row)
@@ -253,9 +253,9 @@ def test_discrete_comparison_networks_are_the_first_qualifying():
 
 
 def build(tmp_path, *extra, algorithm="eventprop"):
-    from algorithms import build_module
-    from datamodules import data_shape
-    from train import compose_config
+    from spikebench.algorithms import build_module
+    from spikebench.datamodules import data_shape
+    from spikebench.train import compose_config
 
     cfg = compose_config(overrides_for(tmp_path, f"algorithm={algorithm}", *extra))
     torch.manual_seed(0)
@@ -283,7 +283,7 @@ def step_peak(module, x, y) -> tuple[int, list[tuple[int, int, int]], float]:
     """Peak live bytes of one forward_backward (algorithms.measure), its allocation events, and its hidden spikes."""
     from torch.profiler import ProfilerActivity, profile
 
-    from algorithms.measure import allocation_events, peak_live_bytes
+    from spikebench.algorithms.measure import allocation_events, peak_live_bytes
 
     for prm in module.parameters():
         prm.grad = None
@@ -391,7 +391,7 @@ def test_adam_steps_on_eventprop_gradients_lower_the_loss(tmp_path, mode, kind):
 
 
 def test_shd_recipe_is_one_config_away():
-    from train import compose_config
+    from spikebench.train import compose_config
 
     cfg = compose_config(["experiment=shd_eventprop"])
     assert cfg.algorithm.name == "eventprop" and cfg.data.name == "shd"

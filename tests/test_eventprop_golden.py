@@ -23,8 +23,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from algorithms.eventprop import EventPropFunction, Setup
-from algorithms.neuron import LIFParams
+from spikebench.algorithms.eventprop import EventPropFunction, Setup
+from spikebench.algorithms.neuron import LIFParams
 
 GOLDEN = Path(__file__).parent / "data" / "eventprop_golden.pt"
 LOSSES = ("sum_exp", "sum", "max", "first_spike")

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-import export
-from algorithms.network import SNN, InitParams
-from algorithms.neuron import LIFParams
+from spikebench import export
+from spikebench.algorithms.network import SNN, InitParams
+from spikebench.algorithms.neuron import LIFParams
 from conftest import module_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,9 +171,9 @@ def write_run(tmp_path: Path, *overrides: str):
     import lightning
     from omegaconf import OmegaConf
 
-    from algorithms import build_module
-    from configs import compose_config
-    from datamodules import data_shape
+    from spikebench.algorithms import build_module
+    from spikebench.configs import compose_config
+    from spikebench.datamodules import data_shape
 
     cfg = compose_config(["model.hidden=8", f"data.cache_dir={tmp_path / 'cache'}", *overrides])
     module = build_module(cfg, data_shape(cfg))
@@ -224,6 +224,5 @@ def test_the_command_says_what_is_wrong_in_one_line_and_exits_2(tmp_path, capsys
 
 def test_export_is_packaged_with_its_command_and_the_nir_extra():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "export" in project["tool"]["setuptools"]["py-modules"]
-    assert project["project"]["scripts"]["spikebench-export"] == "export:main"
+    assert project["project"]["scripts"]["spikebench-export"] == "spikebench.export:main"
     assert any(r.startswith("nir") for r in project["project"]["optional-dependencies"]["nir"])

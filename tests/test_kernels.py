@@ -21,15 +21,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from algorithms import build_module
-from algorithms.base import lif_params_from_config
-from algorithms.kernels import compile as compile_
-from algorithms.kernels import cpu_lif, select_backend
-from algorithms.neuron import LIFParams, lif_forward, lif_reference, lif_sequence
-from datamodules import data_shape
-from sweeps.diagnostics.kernel_check import compare, default_cases, rel_err
+from spikebench.algorithms import build_module
+from spikebench.algorithms.base import lif_params_from_config
+from spikebench.algorithms.kernels import compile as compile_
+from spikebench.algorithms.kernels import cpu_lif, select_backend
+from spikebench.algorithms.neuron import LIFParams, lif_forward, lif_reference, lif_sequence
+from spikebench.datamodules import data_shape
+from spikebench.sweeps.diagnostics.kernel_check import compare, default_cases, rel_err
 from tests.conftest import module_for
-from train import compose_config
+from spikebench.train import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5  # the bar: relative error in float32
@@ -110,7 +110,7 @@ def triton_results() -> list[dict]:
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     proc = subprocess.run(
-        [sys.executable, "-m", "sweeps.diagnostics.kernel_check", "--backend", "triton", "--device", "cpu"],
+        [sys.executable, "-m", "spikebench.sweeps.diagnostics.kernel_check", "--backend", "triton", "--device", "cpu"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -196,8 +196,8 @@ def test_bptt_training_step_same_loss_and_gradients_with_fast_and_reference_back
 
 def test_triton_kernel_that_fails_to_build_falls_back_under_auto_and_raises_when_forced(monkeypatch):
     triton = pytest.importorskip("triton")
-    from algorithms import kernels
-    from algorithms.kernels import triton_lif
+    from spikebench.algorithms import kernels
+    from spikebench.algorithms.kernels import triton_lif
 
     def no_registers(*args, **kwargs):
         raise triton.runtime.errors.OutOfResources(300000, 232448, "shared memory")
@@ -220,7 +220,7 @@ def test_triton_kernels_compile_for_hopper_sm90_within_its_shared_memory(recurre
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from algorithms.kernels import triton_lif
+    from spikebench.algorithms.kernels import triton_lif
 
     launch = triton_lif._layout(32, hidden, recurrent)
     launch.pop("grid")

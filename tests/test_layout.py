@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "spikebench"  # the one installed package; the checkout's train.py etc. are scripts over it
 # what each part of the suite may import of the suite (besides itself); `tests` may import everything
 MAY_IMPORT = {
     "configs": set(),
@@ -25,23 +26,31 @@ MAX_LINES = 450
 
 
 def sources() -> list[Path]:
-    files = [ROOT / "train.py", ROOT / "evaluate.py", ROOT / "predict.py", ROOT / "export.py"]
-    for package in ("configs", "datamodules", "algorithms", "sweeps", "tests"):
-        files += sorted((ROOT / package).rglob("*.py"))
-    return files
+    files = [PKG / "__init__.py", *(PKG / f"{m}.py" for m in ("train", "evaluate", "predict", "export"))]
+    for package in ("configs", "datamodules", "algorithms", "sweeps"):
+        files += sorted((PKG / package).rglob("*.py"))
+    return files + sorted((ROOT / "tests").rglob("*.py")) + [ROOT / f"{m}.py" for m in ("train", "evaluate", "predict", "export")]
+
+
+def rel_parts(path: Path) -> tuple[str, ...]:
+    """The module path of a file inside the package (without `spikebench`), or from the checkout's root."""
+    base = PKG if path.is_relative_to(PKG) else ROOT
+    return path.relative_to(base).with_suffix("").parts
 
 
 def part_of(path: Path) -> str:
-    rel = path.relative_to(ROOT).with_suffix("").parts
+    rel = rel_parts(path)
+    if path.parent == ROOT:  # the checkout's scripts: the part they start
+        return rel[0]
     if rel[0] == "sweeps" and len(rel) > 2:
         return f"sweeps.{rel[1]}"
     return rel[0]
 
 
 def imported(path: Path) -> list[tuple[str, list[str], int]]:
-    """(absolute module, imported names, line) of every import of a suite module in the file."""
+    """(module inside the suite, without `spikebench.`, imported names, line) of every import of a suite module."""
     tree = ast.parse(path.read_text(), str(path))
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    package = ".".join(["spikebench", *rel_parts(path)[:-1]]) if path.is_relative_to(PKG) else ""
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -51,8 +60,13 @@ def imported(path: Path) -> list[tuple[str, list[str], int]]:
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 module = ".".join([*base, module] if module else base)
-            found.append((module, [a.name for a in node.names], node.lineno))
-    return [(m, names, line) for m, names, line in found if m.split(".")[0] in SUITE]
+            if module == "spikebench":  # from spikebench import train: the module train
+                found += [(a.name, [], node.lineno) for a in node.names]
+            else:
+                found.append((module, [a.name for a in node.names], node.lineno))
+    inside = [(m.removeprefix("spikebench."), names, line) for m, names, line in found
+              if m.startswith("spikebench.") or (m.split(".")[0] in SUITE and not m.startswith("spikebench"))]
+    return [(m, names, line) for m, names, line in inside if m.split(".")[0] in SUITE]
 
 
 def target_part(module: str) -> str:
@@ -62,11 +76,24 @@ def target_part(module: str) -> str:
     return parts[0]
 
 
+def test_the_suite_installs_one_top_level_name_and_imports_itself_only_through_it():
+    """No file imports `algorithms`, `train`, … as top-level modules: only `spikebench.…` (or relatively)."""
+    wrong = []
+    for path in sources():
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            wrong += [f"{path.relative_to(ROOT)}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[0] in SUITE and n.split(".")[0] != "tests"]
+    assert not wrong, "\n".join(wrong)
+
+
 def test_every_import_of_the_suite_follows_the_layering_of_design_md():
     wrong = []
     for path in sources():
         part = part_of(path)
-        if part == "tests":
+        if part == "tests" or path.parent == ROOT:
             continue
         for module, _, line in imported(path):
             target = target_part(module)
@@ -76,13 +103,13 @@ def test_every_import_of_the_suite_follows_the_layering_of_design_md():
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = ("spikebench", *rel_parts(path)) if path.is_relative_to(PKG) else rel_parts(path)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def test_no_import_cycle_among_the_modules_imports_at_load_time():
     """Module-level imports only (an import inside a function runs later and cannot deadlock loading)."""
-    names = {module_name(p): p for p in sources() if part_of(p) != "tests"}
+    names = {module_name(p): p for p in sources() if p.is_relative_to(PKG)}
     graph: dict[str, set[str]] = {}
     for name, path in names.items():
         tree = ast.parse(path.read_text())

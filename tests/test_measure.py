@@ -15,17 +15,17 @@ import time
 import pytest
 import torch
 
-from algorithms import build_module
-from datamodules import data_shape
-from algorithms.base import SavedTensorMeter
-from algorithms.measure import (
+from spikebench.algorithms import build_module
+from spikebench.datamodules import data_shape
+from spikebench.algorithms.base import SavedTensorMeter
+from spikebench.algorithms.measure import (
     allocation_events,
     chrome_trace_allocation_events,
     peak_live_bytes,
     step_memory,
     step_time,
 )
-from train import compose_config
+from spikebench.train import compose_config
 
 MB = 1_000_000
 SLACK = 64_000  # bytes: the small bookkeeping blocks around operations (see the module docstring)
@@ -164,7 +164,7 @@ def test_peak_rss_growth_of_a_fresh_process_sees_200_mb_written():
     """200 MB written in a fresh child of this (large) process raise the child's peak RSS by at least 150 MB."""
     code = textwrap.dedent("""
         import torch
-        from algorithms.measure import peak_rss_growth
+        from spikebench.algorithms.measure import peak_rss_growth
         print(peak_rss_growth(lambda: torch.ones(50_000_000).sum()))
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

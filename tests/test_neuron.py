@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from algorithms.neuron import LIFParams, leaky_readout, lif_forward, lif_reference, lif_sequence
+from spikebench.algorithms.neuron import LIFParams, leaky_readout, lif_forward, lif_reference, lif_sequence
 
 
 def python_loop_lif(a, w_rec, p):

@@ -1,5 +1,5 @@
-"""`pip install .` (a wheel, not the checkout) gives a working suite: configs, search spaces and console commands
-travel with it, and a tiny run trains from outside the checkout."""
+"""`pip install .` (a wheel, not the checkout) gives a working suite: one top-level name (`spikebench`), configs,
+search spaces and console commands travel with it, and a tiny run trains from outside the checkout."""
 
 from __future__ import annotations
 
@@ -20,15 +20,18 @@ def test_a_wheel_installed_into_a_fresh_environment_trains_from_outside_the_chec
                     "-w", str(wheels)], check=True, capture_output=True, timeout=300)
     wheel = next(wheels.glob("spikebench-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"configs/train.yaml", "configs/experiment/fsdd.yaml", "sweeps/spaces/bptt.yaml",
-            "sweeps/benchmark/command.py", "algorithms/kernels/cpu_lif.py"} <= set(names)
+    assert {"spikebench/configs/train.yaml", "spikebench/configs/experiment/fsdd.yaml", "spikebench/sweeps/spaces/bptt.yaml",
+            "spikebench/sweeps/benchmark/command.py", "spikebench/algorithms/kernels/cpu_lif.py",
+            "spikebench/train.py"} <= set(names)
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
+    assert top == {"spikebench"}, top  # one installed name: nothing called train, algorithms, configs, … at the top
     env = tmp_path / "venv"  # the system's site-packages stay visible, so that torch is not installed again
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env)], check=True, timeout=120)
     subprocess.run([env / "bin" / "python", "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
                    capture_output=True, timeout=300)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    where = subprocess.run([env / "bin" / "python", "-c", "import train, configs; print(train.__file__, configs.CONFIG_DIR)"],
+    where = subprocess.run([env / "bin" / "python", "-c", "from spikebench import train, configs; print(train.__file__, configs.CONFIG_DIR)"],
                            cwd=outside, capture_output=True, text=True, check=True).stdout
     assert str(ROOT) not in where and str(env) in where, where  # the installed copy, not the checkout
     run = subprocess.run([env / "bin" / "spikebench-train", "trainer.max_epochs=1", "trainer.limit_train_batches=2",

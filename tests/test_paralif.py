@@ -14,11 +14,11 @@ import math
 import pytest
 import torch
 
-from algorithms.network import InitParams
-from algorithms.neuron import LIFParams, leaky_readout
-from algorithms.parallel_lif import lif_membrane, neuron_major
-from algorithms.paralif import SPIKE_MODES, ParaLIFLayer, ParaLIFNet, ParaLIFSpikes
-from algorithms.surrogates import get_surrogate, spike
+from spikebench.algorithms.network import InitParams
+from spikebench.algorithms.neuron import LIFParams, leaky_readout
+from spikebench.algorithms.parallel_lif import lif_membrane, neuron_major
+from spikebench.algorithms.paralif import SPIKE_MODES, ParaLIFLayer, ParaLIFNet, ParaLIFSpikes
+from spikebench.algorithms.surrogates import get_surrogate, spike
 from tests.conftest import module_for, overrides_for
 
 F64 = torch.float64
@@ -276,10 +276,6 @@ def test_two_layer_stack_with_readout_equals_step_by_step_layers_and_leaky_reado
 
 
 def test_bad_spike_mode_and_unreachable_threshold_raise_value_error_naming_the_key():
-    from train import compose_config
-    from algorithms import build_module
-    from datamodules import data_shape
-
     with pytest.raises(ValueError, match="algorithm.spike_mode"):
         module_for(["algorithm=paralif", "algorithm.spike_mode=XB"])
     with pytest.raises(ValueError, match="algorithm.threshold"):
@@ -292,9 +288,9 @@ def test_bad_spike_mode_and_unreachable_threshold_raise_value_error_naming_the_k
 
 @pytest.mark.parametrize("mode", ["T", "SB"])
 def test_loss_decreases_on_a_fixed_batch_with_learnable_tau_and_threshold(mode):
-    from train import compose_config
-    from algorithms import build_module
-    from datamodules import data_shape
+    from spikebench.train import compose_config
+    from spikebench.algorithms import build_module
+    from spikebench.datamodules import data_shape
 
     torch.manual_seed(0)
     cfg = compose_config(
@@ -316,7 +312,7 @@ def test_loss_decreases_on_a_fixed_batch_with_learnable_tau_and_threshold(mode):
 
 
 def test_train_run_end_to_end_on_shd_format_files(shd_dir, tmp_path):
-    from train import compose_config, run
+    from spikebench.train import compose_config, run
 
     cfg = compose_config(
         overrides_for(

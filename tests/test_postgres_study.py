@@ -18,8 +18,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps import optimize
-from train import ROOT, compose_config
+from spikebench.sweeps import optimize
+from spikebench.train import ROOT, compose_config
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_two_workers_one_killed_mid_trial_study_completes_killed_trial_fails_and
     ]
     n_trials = 4
     argv = [
-        sys.executable, "-m", "sweeps.optimize", *train_args,
+        sys.executable, "-m", "spikebench.sweeps.optimize", *train_args,
         f"sweep.storage={postgres_url}",
         f"sweep.study_name={name}",
         f"sweep.out_dir={tmp_path / 'study'}",
@@ -72,7 +72,7 @@ def test_two_workers_one_killed_mid_trial_study_completes_killed_trial_fails_and
         "sweep.grace_period=2",
         "sweep.plots=false",
     ]  # fmt: skip
-    from datamodules.synthetic import ensure_synthetic
+    from spikebench.datamodules.synthetic import ensure_synthetic
 
     ensure_synthetic(compose_config(train_args).data)  # written once, before two processes read it
     storage, _ = optimize.make_storage(optimize.load_sweep_config([f"sweep.storage={postgres_url}"]), tmp_path)

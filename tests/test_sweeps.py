@@ -18,12 +18,13 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from algorithms import REGISTRY
-from sweeps import optimize, search_space
-import configs.parse as configs_parse
-from train import ROOT, compose_config
+from spikebench.algorithms import REGISTRY
+from spikebench.sweeps import optimize, search_space
+import spikebench.configs.parse as configs_parse
+from conftest import ROOT
+from spikebench.train import compose_config
 
-WANDB_FILES = sorted((ROOT / "sweeps" / "wandb").glob("*.yaml"))
+WANDB_FILES = sorted((ROOT / "spikebench" / "sweeps" / "wandb").glob("*.yaml"))
 
 
 def tiny(root: Path, epochs: int = 3) -> list[str]:
@@ -130,7 +131,7 @@ def test_every_registered_algorithm_has_a_space_of_existing_config_keys(algorith
     else:
         space = search_space.load_space(search_space.space_path(algorithm))
         assert search_space.space_path(algorithm).stem == algorithm, "give the algorithm its own sweeps/spaces file"
-        assert (ROOT / "sweeps" / "wandb" / f"{algorithm}.yaml").is_file(), "and its W&B sweep file"
+        assert (ROOT / "spikebench" / "sweeps" / "wandb" / f"{algorithm}.yaml").is_file(), "and its W&B sweep file"
     cfg = compose_config([f"algorithm={algorithm}"])
     chosen = search_space.select(space, cfg, None, fixed=set())
     assert {"optim.lr", "model.hidden"} <= set(chosen)
@@ -264,7 +265,7 @@ def test_tpe_study_with_pruning_completes_and_prunes_trials_logs_one_wandb_run_e
     assert experiment["defaults"] == {"algorithm": "bptt", "data": "synthetic"}
     configs = tmp_path / "configs"  # best.yaml as configs/experiment/t-best.yaml of a copy of configs/
     configs.mkdir()
-    for entry in (ROOT / "configs").iterdir():
+    for entry in (ROOT / "spikebench" / "configs").iterdir():
         (configs / entry.name).symlink_to(entry)
     (configs / "experiment").unlink()
     (configs / "experiment").mkdir()
@@ -324,7 +325,7 @@ def agent_command(sweep: dict, values: dict) -> list[str]:
 def test_train_py_runs_with_the_argument_list_a_wandb_agent_passes_and_logs_the_sweep_metric(
     tmp_path, data_root, offline_wandb
 ):
-    sweep = yaml.safe_load((ROOT / "sweeps" / "wandb" / "bptt.yaml").read_text())
+    sweep = yaml.safe_load((ROOT / "spikebench" / "sweeps" / "wandb" / "bptt.yaml").read_text())
     values = {}  # one suggestion: the first listed value, the lower end of each range
     for key, spec in sweep["parameters"].items():
         values[key] = spec["value"] if "value" in spec else spec["values"][0] if "values" in spec else spec["min"]

@@ -11,9 +11,9 @@ import sys
 import pytest
 import yaml
 
-import train
+from spikebench import train
 from conftest import FSDD, ROOT, overrides_for
-from train import ConfigError, compose_config
+from spikebench.train import ConfigError, compose_config
 
 
 def test_group_choices_and_dotted_overrides_compose():
@@ -198,8 +198,7 @@ def test_resume_refuses_another_network_and_a_checkpoint_of_another_algorithm(tm
 
 
 def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix_whose_diagonal_gives_the_accuracy(tmp_path, capsys):
-    import evaluate
-
+    from spikebench import evaluate
     run = tmp_path / "run"
     results = train.run(compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3",
                                                      "model.hidden=16", "plots=true")))
@@ -219,9 +218,9 @@ def test_evaluate_reports_accuracy_per_class_and_a_confusion_matrix_whose_diagon
 
 
 def test_predict_names_the_training_files_classes_and_its_top_1_agrees_with_the_test_accuracy(tmp_path, capsys):
-    import predict
-    from datamodules import read_spike_file
-    from datamodules.synthetic import ensure_synthetic
+    from spikebench import predict
+    from spikebench.datamodules import read_spike_file
+    from spikebench.datamodules.synthetic import ensure_synthetic
 
     cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "model.hidden=16"))
     results = train.run(cfg)
@@ -241,7 +240,7 @@ def test_a_run_saved_by_an_earlier_version_loads_with_the_defaults_of_keys_added
     """config.yaml without `plots` (added later) and with trainer.progress_bar (renamed enable_progress_bar)."""
     from omegaconf import OmegaConf
 
-    from configs import load_run_config
+    from spikebench.configs import load_run_config
 
     cfg = compose_config(["algorithm=eprop", "model.hidden=24"])
     old = OmegaConf.to_container(cfg, resolve=True)

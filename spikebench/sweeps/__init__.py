@@ -1,0 +1,1 @@
+"""Studies over train.py: Optuna hyperparameter optimisation (`python -m spikebench.sweeps.optimize`), W&B sweep files, benchmarks."""

@@ -1,0 +1,109 @@
+"""The benchmark's units of work (cells) and the plan: which cells the config asks for."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from spikebench.configs import compose_config
+
+
+
+@dataclass
+class Cell:
+    """One unit of work: an accuracy run, one scaling measurement or one study; `overrides` compose its train
+    config."""
+
+    kind: str  # accuracy | scaling | tune
+    name: str
+    algorithm: str
+    overrides: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+
+
+@dataclass
+class Plan:
+    """The cells of each phase, and each algorithm's resolved train config at the shared setting."""
+
+    table: list[Cell] = field(default_factory=list)
+    scaling: list[Cell] = field(default_factory=list)
+    arch: list[Cell] = field(default_factory=list)
+    tune: list[Cell] = field(default_factory=list)
+    tuned: list[Cell] = field(default_factory=list)
+    configs: dict[str, DictConfig] = field(default_factory=dict)
+
+
+def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
+    """Hash of the resolved config without where it is written: a cell is the same cell iff this is equal."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    c.pop("output_dir", None)
+    c["trainer"].pop("enable_progress_bar", None)
+    text = yaml.safe_dump({"cfg": c, "extra": extra or {}}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def algorithm_overrides(b: DictConfig, user: list[str], algorithm: str) -> list[str]:
+    """The train.py overrides every cell of `algorithm` starts from."""
+    own = list((b.algorithm_overrides or {}).get(algorithm, []) or [])
+    return [*b.overrides, f"algorithm={algorithm}", "logger=csv", *own, *user, "trainer.enable_progress_bar=false"]
+
+
+def accuracy_cell(b: DictConfig, base: list[str], algorithm: str, hidden: int, recurrent: bool, seed: int,
+                  prefix: str = "", extra: list[str] | None = None, info: dict | None = None) -> Cell:
+    """Train, test the best checkpoint, NeuroBench metrics. `extra` overrides (a study's best parameters) come last."""
+    kind = "rec" if recurrent else "ff"
+    name = f"{prefix}{algorithm}-h{hidden}-{kind}-s{seed}"
+    ov = [*base, f"model.hidden={hidden}", f"model.recurrent={str(recurrent).lower()}", *(extra or []), f"seed={seed}"]
+    info = {"hidden": hidden, "recurrent": recurrent, "seed": seed, "neurobench_samples": b.neurobench_samples,
+            "setting": "tuned" if prefix else "shared", **(info or {})}
+    return Cell("accuracy", name, algorithm, ov, info, config_hash(compose_config(ov), {"nb": b.neurobench_samples}))
+
+
+def plan(b: DictConfig, user: list[str], algorithms: list[str]) -> Plan:
+    """The shared-setting cells (table, scaling, architecture); the study cells are added by tuning.tune_cells, and the
+    retraining cells once the studies have finished."""
+    table, scaling, arch, configs = [], [], [], {}
+    for a in algorithms:
+        configs[a] = compose_config(algorithm_overrides(b, user, a))
+    for seed in b.seeds if "table" in b.phases else []:  # seed-major: the table fills evenly while it runs
+        for a in algorithms:
+            m = configs[a].model
+            table.append(accuracy_cell(b, algorithm_overrides(b, user, a), a, int(m.hidden), bool(m.recurrent), seed))
+    if "scaling" in b.phases:
+        for a in algorithms:
+            cfg = configs[a]
+            steps0 = int(round(cfg.data.duration / cfg.data.dt))
+            points = [(s, int(cfg.model.hidden)) for s in b.scaling.steps]
+            points += [(steps0, h) for h in b.scaling.hidden if (steps0, h) not in points]
+            for steps, hidden in points:
+                scaling.append(scaling_cell(b, algorithm_overrides(b, user, a), a, steps, hidden, cfg))
+    if "architecture" in b.phases:
+        known = {c.name for c in table}
+        for seed in b.architecture.seeds:
+            for hidden in b.architecture.hidden:
+                for recurrent in b.architecture.recurrent:
+                    for a in algorithms:
+                        c = accuracy_cell(b, algorithm_overrides(b, user, a), a, hidden, bool(recurrent), seed)
+                        if c.name not in known:
+                            arch.append(c)
+                            known.add(c.name)
+    return Plan(table, scaling, arch, configs=configs)
+
+
+def scaling_cell(b: DictConfig, base: list[str], algorithm: str, steps: int, hidden: int, cfg: DictConfig) -> Cell:
+    s = b.scaling
+    batch = int(s.batch_size or cfg.data.batch_size)
+    duration = round(steps * float(cfg.data.dt), 12)
+    ov = [*base, f"model.hidden={hidden}", f"data.duration={duration}", f"data.batch_size={batch}", f"seed={b.seeds[0]}"]
+    info = {
+        "steps": steps, "hidden": hidden, "batch": batch, "repeats": int(s.repeats), "input_rate_hz": float(s.input_rate_hz),
+        "table_steps": int(round(cfg.data.duration / cfg.data.dt)), "table_hidden": int(cfg.model.hidden),
+    }
+    return Cell("scaling", f"{algorithm}-T{steps}-h{hidden}", algorithm, ov, info, config_hash(compose_config(ov), info))
+
+

@@ -1,0 +1,404 @@
+"""Bayesian hyperparameter optimisation of any algorithm with Optuna, one Weights & Biases run per trial.
+
+    python -m spikebench.sweeps.optimize algorithm=eventprop data=shd sweep.n_trials=50
+    python -m spikebench.sweeps.optimize algorithm=bptt data=fsdd trainer.max_epochs=10 sweep.sampler=random
+    python -m spikebench.sweeps.optimize algorithm=bptt sweep.storage=postgresql://user:pw@db-host:5432/optuna  # on each machine
+
+Arguments `sweep.<key>=value` set the study (configs/sweep.yaml); every other argument is a train.py override
+applied to every trial, and a key fixed that way is not searched. The search space is
+sweeps/spaces/<algorithm>.yaml (or `sweep.space=<file>`). Each trial is `train.run` on
+`compose_config(overrides + trial parameters)` with a pruning callback that reports val/acc after every
+epoch; its value is the best val/acc of the run. Rerunning the same command resumes the study (same name,
+same storage): finished trials are kept, and the study ends when it holds `sweep.n_trials` finished trials.
+
+Storage: a journal file runs/sweeps/<study>/journal.log by default (any number of workers on one machine:
+start the same command several times), or a database URL for workers on many machines (heartbeats: a trial
+whose worker died is marked FAIL after `sweep.grace_period` seconds and queued again with its parameters).
+Watch it live with `optuna-dashboard runs/sweeps/<study>/journal.log` (or the database URL).
+
+Output in runs/sweeps/<study>/: trial-NNNN/ (each trial's run folder, W&B offline runs in trial-NNNN/wandb),
+best.yaml (an experiment file), best_command.txt (`python train.py …`), history.png, importance.png.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, open_dict
+from optuna.trial import TrialState
+
+from spikebench.configs import CONFIG_DIR, ConfigError, compose_config, load_structured
+from spikebench.configs.schema import SweepConfig
+from spikebench.datamodules import build_datamodule
+from spikebench.train import run
+
+from . import search_space, study_report
+
+SWEEP_DEFAULTS = CONFIG_DIR / "sweep.yaml"
+TRIAL_DEFAULTS = ["trainer.enable_progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
+TRIAL_FIXED = ["test=false", "plots=false"]  # after them: a trial selects on validation and never opens the test file
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# A trial that fails because of its own parameters (NaN loss, an invalid combination, out of memory) is recorded as
+# FAIL and the study goes on; data and config errors (DataError, ConfigError) stop it, as every trial would fail.
+TRIAL_ERRORS = (FloatingPointError, ValueError, RuntimeError)
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line and the sweep config
+# ----------------------------------------------------------------------------------------------
+
+
+def split_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(sweep.* items, train.py overrides)."""
+    sweep = [a for a in argv if a.lstrip("-").startswith("sweep.")]
+    return sweep, [a for a in argv if a not in sweep]
+
+
+def load_sweep_config(items: list[str]) -> DictConfig:
+    """configs/sweep.yaml on its schema (configs.schema.SweepConfig) with `sweep.key=value` items applied;
+    unknown keys, wrong types and bad choices raise ConfigError (a ValueError)."""
+    return load_structured(SweepConfig, SWEEP_DEFAULTS, items, "sweep.")
+
+
+def given_keys(overrides: list[str]) -> set[str]:
+    return {o.lstrip("-").lstrip("+").split("=", 1)[0] for o in overrides if "=" in o}
+
+
+# ----------------------------------------------------------------------------------------------
+# Study: storage, sampler, pruner
+# ----------------------------------------------------------------------------------------------
+
+
+def make_storage(scfg: DictConfig, out_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
+    """(storage, what to pass to optuna-dashboard): a journal file, or a database URL with heartbeats."""
+    target = str(scfg.storage) if scfg.storage else str(out_dir / "journal.log")
+    if "://" in target:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+        target = database_url(target)
+        for attempt in range(3):  # workers that start together race to create the tables: the loser retries
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    storage = optuna.storages.RDBStorage(
+                        target,
+                        engine_kwargs={"pool_pre_ping": True},
+                        heartbeat_interval=int(scfg.heartbeat_interval),
+                        grace_period=int(scfg.grace_period),
+                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(scfg.max_retry),
+                    )
+                break
+            except (IntegrityError, ProgrammingError):
+                if attempt == 2:
+                    raise
+                time.sleep(1.0 + attempt)
+            except OperationalError as err:
+                shown = make_url(target).render_as_string(hide_password=True)
+                first = str(err.orig or err).strip().splitlines()[0]
+                raise ConfigError(f"sweep.storage={shown}: cannot connect ({first}); check host, port, database "
+                                  "and credentials, or leave sweep.storage unset for a journal file") from None
+        return storage, make_url(target).render_as_string(hide_password=True)
+    path = Path(target).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
+    except ValueError as err:  # json.JSONDecodeError: a line of the journal file is broken
+        raise corrupt_journal(path, err) from None
+
+
+def corrupt_journal(path: Path | str, err: Exception) -> ConfigError:
+    return ConfigError(f"{path}: the study journal is corrupt ({err}); a worker killed mid-write leaves a broken "
+                       "last line: remove that line, or start a new study (sweep.out_dir)")
+
+
+def database_url(url: str) -> str:
+    """The URL with an installed driver: plain postgresql:// means psycopg (3) to SQLAlchemy 2.1, and
+    psycopg2 (the `postgres` extra) to older versions; use whichever is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def make_sampler(scfg: DictConfig, space: dict[str, search_space.Param], seed: int) -> optuna.samplers.BaseSampler:
+    """Multivariate TPE, random search or a grid, seeded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if scfg.sampler == "tpe":
+            return optuna.samplers.TPESampler(
+                n_startup_trials=scfg.n_startup_trials,
+                multivariate=True,
+                constant_liar=scfg.constant_liar,
+                seed=seed,
+            )
+        if scfg.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        grid = {k: p.grid_values(scfg.grid_points) for k, p in space.items()}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+
+
+def grid_size(scfg: DictConfig, space: dict[str, search_space.Param]) -> int:
+    n = 1
+    for p in space.values():
+        n *= len(p.grid_values(scfg.grid_points))
+    return n
+
+
+def make_pruner(scfg: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
+    if scfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=scfg.prune_startup_trials, n_warmup_steps=scfg.prune_warmup_epochs)
+    if scfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, scfg.prune_warmup_epochs), max_resource=max(1, max_epochs))
+    return optuna.pruners.NopPruner()
+
+
+def fail_dead_local_trials(study: optuna.Study, max_retry: int) -> list[int]:
+    """Trials left RUNNING by a worker process on this machine that no longer exists (killed, machine
+    crash) become FAIL and are queued again. Storage without heartbeats (the journal file) needs this to
+    resume; database storage does it through heartbeats for workers on any machine."""
+    host = socket.gethostname()
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = str(t.user_attrs.get("worker", ""))
+        owner_host, _, pid = owner.rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, RuntimeError):
+            continue  # another worker got there first
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, study.trials[t.number])
+        failed.append(t.number)
+    return failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# One trial
+# ----------------------------------------------------------------------------------------------
+
+
+class TrialObjective:
+    """Runs train.py's pipeline for one trial and returns its best val/acc."""
+
+    def __init__(self, study_name: str, out_dir: Path, overrides: list[str], space: dict[str, search_space.Param]) -> None:
+        self.study_name, self.out_dir, self.overrides, self.space = study_name, out_dir, overrides, space
+
+    def trial_config(self, trial: optuna.Trial, params: dict[str, Any]) -> DictConfig:
+        trial_dir = self.out_dir / f"trial-{trial.number:04d}"
+        cfg = compose_config([*self.overrides, f"output_dir={trial_dir}", *search_space.overrides(params)])
+        with open_dict(cfg):  # recorded in config.yaml and in the W&B run's config
+            cfg.trial = {"study": self.study_name, "number": trial.number, "params": dict(params)}
+        return cfg
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        params = {k: p.suggest(trial) for k, p in self.space.items()}
+        cfg = self.trial_config(trial, params)
+        trial.set_user_attr("worker", WORKER)
+        trial.set_user_attr("output_dir", str(cfg.output_dir))
+        pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
+        cpu0 = time.process_time()
+        try:
+            results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")])
+        finally:  # pruned and failed trials spent time too
+            trial.set_user_attr("cpu_s", time.process_time() - cpu0)
+        trial.set_user_attr("epochs", results["epochs"])
+        return float(results["best_val_acc"])
+
+
+class TrialWandbRun(Callback):
+    """Names the trial's W&B run; when the trial stops early it closes the run, tagged `pruned` (exit code 0)
+    or failed (exit code 1), since train.run finishes W&B runs only after a complete fit."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _runs(self, trainer):
+        return [lg.experiment for lg in trainer.loggers if type(lg).__name__ == "WandbLogger"]
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        for wandb_run in self._runs(trainer):
+            wandb_run.name = self.name
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        for wandb_run in self._runs(trainer):
+            if isinstance(exception, optuna.TrialPruned):
+                wandb_run.tags = tuple(wandb_run.tags or ()) + ("pruned",)
+                wandb_run.summary.update({"trial/state": "PRUNED", "trial/pruned_at_epoch": trainer.current_epoch})
+                wandb_run.finish(exit_code=0)
+            else:
+                wandb_run.summary.update({"trial/state": "FAIL"})
+                wandb_run.finish(exit_code=1)
+
+
+class Progress:
+    """Prints one line per finished trial and counts this worker's failures."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.t0 = time.monotonic()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        best = study_report.best_trial(study)
+        secs = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0.0
+        if trial.state == TrialState.COMPLETE:
+            what = f"val/acc {trial.value:.4f}"
+        elif trial.state == TrialState.PRUNED:
+            what = f"pruned after epoch {max(trial.intermediate_values) if trial.intermediate_values else '-'}"
+        else:
+            self.failures += 1
+            what = "FAILED"
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        best_txt = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
+        if "failed_trial" in trial.system_attrs:
+            best_txt += f"  [retry of trial {trial.system_attrs['failed_trial']}]"
+        print(f"[trial {trial.number:3d}] {trial.state.name:8s} {what:24s} {secs:6.1f} s  {best_txt}  {params}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The study
+# ----------------------------------------------------------------------------------------------
+
+
+def count(study: optuna.Study, states: tuple) -> int:
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def optimize(argv: list[str]) -> optuna.Study:
+    """Create or resume the study, run trials until it holds `sweep.n_trials` finished ones, write the report."""
+    sweep_items, user = split_args(argv)
+    scfg = load_sweep_config(sweep_items)
+    cfg0 = compose_config([*TRIAL_DEFAULTS, *user, *TRIAL_FIXED])  # checks the overrides before any trial starts
+    name = scfg.study_name or f"{cfg0.algorithm.name}-{cfg0.data.name}"
+    group = [f"logger.group={name}"] if cfg0.logger.name == "wandb" else []  # the user's logger.group wins
+    overrides = [*TRIAL_DEFAULTS, *group, *user, *TRIAL_FIXED]
+    out_dir = Path(scfg.out_dir).expanduser() if scfg.out_dir else Path("runs", "sweeps", name).resolve()
+    space_file = search_space.space_path(cfg0.algorithm.name, scfg.space)
+    full = search_space.load_space(space_file)
+    params = [scfg.params] if isinstance(scfg.params, str) else list(scfg.params) if scfg.params is not None else None
+    space = search_space.select(full, cfg0, params, fixed=given_keys(user))
+    build_datamodule(cfg0).prepare_data()  # a missing data file stops the study here, not in every trial
+
+    _quiet_libraries()
+    storage, dashboard = make_storage(scfg, out_dir)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    except ValueError as err:  # json.JSONDecodeError: a line of the journal file is broken
+        raise corrupt_journal(dashboard, err) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = len(study.trials)
+    study.sampler = make_sampler(scfg, space, seed=scfg.seed + existing)
+    study.pruner = make_pruner(scfg, cfg0.trainer.max_epochs)
+    target = min(scfg.n_trials, grid_size(scfg, space)) if scfg.sampler == "grid" else scfg.n_trials
+    rescued = [] if isinstance(storage, optuna.storages.RDBStorage) else fail_dead_local_trials(study, scfg.max_retry)
+
+    print(f"study {name}: {existing} trials so far ({study_report.state_counts(study)}), target {target} finished")
+    if rescued:
+        print(f"  trials {rescued} were left running by a dead worker on this machine: marked FAIL and queued again")
+    print(f"  sampler {scfg.sampler} (seed {scfg.seed + existing}), pruner {scfg.pruner}; space {space_file}")
+    print(f"  searching {', '.join(space)}")
+    fixed = sorted(set(full) - set(space))
+    if fixed:
+        print(f"  fixed (command line or sweep.params): {', '.join(fixed)}")
+    print(f"  output {out_dir}\n  dashboard: optuna-dashboard {dashboard}", flush=True)
+
+    progress = Progress()
+    objective = TrialObjective(name, out_dir, overrides, space)
+    deadline = time.monotonic() + float(scfg.timeout) if scfg.timeout else None
+    while True:
+        if isinstance(storage, optuna.storages.RDBStorage):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        if count(study, FINISHED) >= target and not count(study, (TrialState.WAITING,)):
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            print(f"sweep.timeout={scfg.timeout} s reached; rerun the same command to continue")
+            break
+        if progress.failures > max(3, target):
+            raise RuntimeError(f"{progress.failures} trials of this worker failed; see the errors above")
+        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[progress], gc_after_trial=True)
+
+    finish(study, out_dir, scfg, user, cfg0)
+    return study
+
+
+def finish(study: optuna.Study, out_dir: Path, scfg: DictConfig, user: list[str], cfg0: DictConfig) -> None:
+    """Print the outcome and write best.yaml, best_command.txt and the plots."""
+    print(f"study {study.study_name}: {study_report.state_counts(study)}")
+    choices = {"algorithm": cfg0.algorithm.name, "data": cfg0.data.name}
+    if study_report.write_best(study, out_dir, user, choices) is None:
+        print("no trial completed yet: no best parameters")
+        return
+    best = study_report.best_trial(study)
+    print(f"best trial {best.number}: val/acc {best.value:.4f}  (trials are not tested: retrain with best_command.txt and test once)")
+    print(f"  {(out_dir / 'best_command.txt').read_text().strip()}")
+    print(f"  experiment file: {out_dir / 'best.yaml'}")
+    if scfg.plots:
+        for problem in study_report.write_plots(study, out_dir):
+            print(f"  no {problem}")
+        print(f"  plots: {out_dir / 'history.png'}, {out_dir / 'importance.png'}")
+
+
+def _quiet_libraries() -> None:
+    """Per-trial library chatter off: Optuna's trial lines (ours replace them), Lightning's banners."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for message in ("does not have many workers", "exists and is not empty", "LeafSpec", "smaller than the logging interval"):
+        warnings.filterwarnings("ignore", message=f".*{message}.*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from spikebench.datamodules import DataError
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("sweep keys (configs/sweep.yaml):\n" + SWEEP_DEFAULTS.read_text())
+        return 0
+    try:
+        optimize(argv)
+    except (ConfigError, DataError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the running trial is marked FAIL; rerun the same command to resume the study", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
