@@ -333,3 +333,13 @@ def test_lstm_dense_synops_are_input_and_hidden_to_four_gates_three_cell_product
     # binary input: the input-to-gate operations are ACs, the rest (non-binary h, cell products) MACs
     assert m["synops_effective_acs"] == float((x != 0).sum()) * 24 / 2
     assert 0 < m["synops_effective_macs"] < m["synops_dense"] and m["activation_sparsity"] == 0.0
+
+
+def test_a_database_password_in_the_command_is_masked_in_environment_yaml_and_the_tables_header():
+    from spikebench.sweeps.benchmark.report import environment
+    from spikebench.sweeps.optimize import mask_password
+
+    argv = ["benchmark=tiny", "benchmark.tuning.storage=postgresql+psycopg2://ann:s3cr:et@db-host:5432/optuna"]
+    command = environment(argv, "test")["command"]
+    assert "s3cr" not in command and "postgresql+psycopg2://ann:***@db-host:5432/optuna" in command
+    assert mask_password("postgresql://ann@db-host/optuna") == "postgresql://ann@db-host/optuna"  # no password: as is

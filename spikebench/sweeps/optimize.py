@@ -124,6 +124,15 @@ def corrupt_journal(path: Path | str, err: Exception) -> ConfigError:
                        "last line: remove that line, or start a new study (sweep.out_dir)")
 
 
+def mask_password(text: str) -> str:
+    """`text` with the password of every URL in it (scheme://user:password@host) replaced by ***: for whatever is
+    printed or stored (commands, environment records). Keep passwords out of the command line altogether with
+    libpq's PGPASSWORD or ~/.pgpass."""
+    import re
+
+    return re.sub(r"([A-Za-z][\w+.-]*://[^:/@\s]*):[^@\s]+@", r"\1:***@", text)
+
+
 def database_url(url: str) -> str:
     """The URL with an installed driver: plain postgresql:// means psycopg (3) to SQLAlchemy 2.1, and
     psycopg2 (the `postgres` extra) to older versions; use whichever is installed."""

@@ -59,6 +59,7 @@ from omegaconf import OmegaConf
 
 from spikebench.configs import ConfigError
 
+from ..optimize import mask_password
 from . import tuning
 from .cells import Cell
 from .cells import plan as make_plan
@@ -122,7 +123,7 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     mode = isolation(b.isolate)
     cfg0 = p.configs[algorithms[0]]
     steps = int(round(cfg0.data.duration / cfg0.data.dt))
-    header = (f"Command: `python -m spikebench.sweeps.benchmark {' '.join(argv)}`  \nData: {cfg0.data.name} ({cfg0.data.root}), "
+    header = (f"Command: `python -m spikebench.sweeps.benchmark {mask_password(' '.join(argv))}`  \nData: {cfg0.data.name} ({cfg0.data.root}), "
               f"{steps} steps of {cfg0.data.dt * 1e3:g} ms; network: {cfg0.model.hidden} hidden, "
               f"{'recurrent' if cfg0.model.recurrent else 'feed-forward'}; shared setting: {cfg0.trainer.max_epochs} epochs; "
               f"seeds {list(b.seeds)}. Environment: environment.yaml; each cell's machine and commit: results.csv.")

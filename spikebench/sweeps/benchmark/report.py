@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig
 
+from ..optimize import mask_password
 from . import tuning
 from .cells import Cell, Plan
 from .runner import done_file, is_done
@@ -143,7 +144,7 @@ def environment(argv: list[str], mode: str) -> dict[str, Any]:
             versions[pkg] = None
     cuda = torch.cuda.is_available()
     return {
-        "command": "python -m spikebench.sweeps.benchmark " + " ".join(argv),
+        "command": mask_password("python -m spikebench.sweeps.benchmark " + " ".join(argv)),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         **git_commit(),
         "python": platform.python_version(),
