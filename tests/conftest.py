@@ -1,7 +1,8 @@
-"""Shared fixtures: small SHD-format files written by the suite's own generator."""
+"""Shared fixtures: small SHD-format files written by the suite's own generator; the PostgreSQL server of .ci/run."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,15 @@ def overrides_for(tmp_path, *extra: str) -> list[str]:
         f"data.cache_dir={tmp_path / 'cache'}",
         *extra,
     ]
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("SPIKEBENCH_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("SPIKEBENCH_CI") or os.environ.get("CI"):
+        pytest.fail("SPIKEBENCH_TEST_POSTGRES_URL is not set in CI: .ci/run starts PostgreSQL and exports it")
+    pytest.skip(
+        "needs a PostgreSQL server: run .ci/run, or set SPIKEBENCH_TEST_POSTGRES_URL=postgresql://user@127.0.0.1:port/db"
+    )

@@ -337,7 +337,7 @@ def test_lstm_dense_synops_are_input_and_hidden_to_four_gates_three_cell_product
 
 def test_a_database_password_in_the_command_is_masked_in_environment_yaml_and_the_tables_header():
     from spikebench.sweeps.benchmark.report import environment
-    from spikebench.sweeps.optimize import mask_password
+    from spikebench.sweeps.storage import mask_password
 
     argv = ["benchmark=tiny", "benchmark.tuning.storage=postgresql+psycopg2://ann:s3cr:et@db-host:5432/optuna"]
     command = environment(argv, "test")["command"]

@@ -15,7 +15,7 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "spikebench" / "sweeps" / "diagnostics"
 
 def test_every_script_of_the_folder_is_listed_here():
     assert SCRIPTS == ["bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "eventprop_modes",
-                       "gpu_check", "kernel_check"]
+                       "gpu_check", "kernel_check", "learning_curves"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -30,3 +30,22 @@ def test_eventprop_modes_prints_cosines_between_the_discrete_and_exact_gradients
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "median" in proc.stdout and "same spikes" in proc.stdout, proc.stdout
+
+
+def test_learning_curves_take_one_value_per_epoch_from_the_epoch_end_rows_and_report_best_last_and_test(tmp_path):
+    from spikebench.sweeps.diagnostics import learning_curves as LC
+
+    run = tmp_path / "tuned-bptt-s0"
+    run.mkdir()
+    rows = ["epoch,step,train/acc_step,train/acc_epoch,val/acc,test/acc"]
+    for e, (train, val) in enumerate([(0.30, 0.40), (0.50, 0.70), (0.60, 0.65)]):
+        rows += [f"{e},{10 * e + 4},0.9,,,", f"{e},{10 * e + 9},,,{val},", f"{e},{10 * e + 9},,{train},,"]
+    rows.append("3,30,,,,0.61")  # the test row after fit
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    (run / "config.yaml").write_text("algorithm:\n  name: bptt\n")
+    (run / "results.yaml").write_text("test/acc: 0.61\n")
+    c = LC.read_curve(run)
+    assert (c["algorithm"], c["epochs"], c["val"], c["train"], c["test"]) == ("bptt", [1, 2, 3], [0.4, 0.7, 0.65], [0.3, 0.5, 0.6], 0.61)
+    assert LC.main([str(run), "--out", str(tmp_path / "c.png"), "--table", str(tmp_path / "c.md")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert "| tuned-bptt-s0 | bptt | 3 | 70.0 % (2) | 65.0 % | 60.0 % | 61.0 % |" in (tmp_path / "c.md").read_text()

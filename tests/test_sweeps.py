@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from spikebench.algorithms import REGISTRY
 from spikebench.sweeps import optimize, search_space
+from spikebench.sweeps import storage as storage_mod
 import spikebench.configs.parse as configs_parse
 from conftest import ROOT
 from spikebench.train import compose_config
@@ -203,7 +204,7 @@ def test_samplers_are_multivariate_tpe_random_and_grid_with_the_seed():
 def test_journal_study_fails_and_requeues_a_trial_whose_local_worker_process_is_dead(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    storage, _ = optimize.make_storage(optimize.load_sweep_config([]), tmp_path)
+    storage, _ = storage_mod.make_storage(optimize.load_sweep_config([]), tmp_path)
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     alive = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     alive.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -378,3 +379,13 @@ def test_a_study_that_cannot_run_stops_with_one_line_and_exit_2_before_any_trial
 def test_space_bounds_written_as_1e_minus_4_are_numbers(tmp_path):
     (tmp_path / "space.yaml").write_text("optim.lr: {low: 1e-4, high: 1e-2, log: true}\n")  # YAML reads strings
     assert search_space.load_space(tmp_path / "space.yaml")["optim.lr"].low == 1e-4
+
+
+def test_a_postgres_urls_password_moves_to_PGPASSWORD_and_out_of_the_url_other_urls_stay_as_they_are(monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    assert storage_mod.split_password("postgresql://ann:s3%40cr:et@db-host:5432/optuna") == "postgresql://ann@db-host:5432/optuna"
+    assert os.environ["PGPASSWORD"] == "s3@cr:et"  # percent-decoded, as libpq reads it
+    monkeypatch.delenv("PGPASSWORD")
+    for url in ("postgresql://ann@db-host/optuna", "mysql://ann:pw@db-host/optuna", "sqlite:///x.db", None):
+        assert storage_mod.split_password(url) == url
+    assert "PGPASSWORD" not in os.environ

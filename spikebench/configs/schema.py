@@ -256,6 +256,7 @@ class SweepConfig:
     storage: Optional[str] = None
     heartbeat_interval: int = at_least(1)
     grace_period: int = at_least(1)
+    reconnect_timeout: float = at_least(0.0)
     max_retry: int = at_least(0)
     out_dir: Optional[str] = None
     plots: bool = MISSING

@@ -2,7 +2,7 @@
 
     python -m spikebench.sweeps.optimize algorithm=eventprop data=shd sweep.n_trials=50
     python -m spikebench.sweeps.optimize algorithm=bptt data=fsdd trainer.max_epochs=10 sweep.sampler=random
-    python -m spikebench.sweeps.optimize algorithm=bptt sweep.storage=postgresql://user:pw@db-host:5432/optuna  # on each machine
+    PGPASSWORD=… python -m spikebench.sweeps.optimize algorithm=bptt sweep.storage=postgresql://user@db-host:5432/optuna  # each machine
 
 Arguments `sweep.<key>=value` set the study (configs/sweep.yaml); every other argument is a train.py override
 applied to every trial, and a key fixed that way is not searched. The search space is
@@ -13,7 +13,8 @@ same storage): finished trials are kept, and the study ends when it holds `sweep
 
 Storage: a journal file runs/sweeps/<study>/journal.log by default (any number of workers on one machine:
 start the same command several times), or a database URL for workers on many machines (heartbeats: a trial
-whose worker died is marked FAIL after `sweep.grace_period` seconds and queued again with its parameters).
+whose worker died is marked FAIL after `sweep.grace_period` seconds and queued again with its parameters; a
+database that goes away for up to `sweep.reconnect_timeout` seconds pauses the workers, see storage.py).
 Watch it live with `optuna-dashboard runs/sweeps/<study>/journal.log` (or the database URL).
 
 Output in runs/sweeps/<study>/: trial-NNNN/ (each trial's run folder, W&B offline runs in trial-NNNN/wandb),
@@ -42,6 +43,7 @@ from spikebench.datamodules import build_datamodule
 from spikebench.train import run
 
 from . import search_space, study_report
+from .storage import StorageLost, corrupt_journal, make_storage, mask_password, split_password
 
 SWEEP_DEFAULTS = CONFIG_DIR / "sweep.yaml"
 TRIAL_DEFAULTS = ["trainer.enable_progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
@@ -77,71 +79,6 @@ def given_keys(overrides: list[str]) -> set[str]:
 # ----------------------------------------------------------------------------------------------
 # Study: storage, sampler, pruner
 # ----------------------------------------------------------------------------------------------
-
-
-def make_storage(scfg: DictConfig, out_dir: Path) -> tuple[optuna.storages.BaseStorage, str]:
-    """(storage, what to pass to optuna-dashboard): a journal file, or a database URL with heartbeats."""
-    target = str(scfg.storage) if scfg.storage else str(out_dir / "journal.log")
-    if "://" in target:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-
-        target = database_url(target)
-        for attempt in range(3):  # workers that start together race to create the tables: the loser retries
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    storage = optuna.storages.RDBStorage(
-                        target,
-                        engine_kwargs={"pool_pre_ping": True},
-                        heartbeat_interval=int(scfg.heartbeat_interval),
-                        grace_period=int(scfg.grace_period),
-                        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(scfg.max_retry),
-                    )
-                break
-            except (IntegrityError, ProgrammingError):
-                if attempt == 2:
-                    raise
-                time.sleep(1.0 + attempt)
-            except OperationalError as err:
-                shown = make_url(target).render_as_string(hide_password=True)
-                first = str(err.orig or err).strip().splitlines()[0]
-                raise ConfigError(f"sweep.storage={shown}: cannot connect ({first}); check host, port, database "
-                                  "and credentials, or leave sweep.storage unset for a journal file") from None
-        return storage, make_url(target).render_as_string(hide_password=True)
-    path = Path(target).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
-
-    try:
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path))), str(path)
-    except ValueError as err:  # json.JSONDecodeError: a line of the journal file is broken
-        raise corrupt_journal(path, err) from None
-
-
-def corrupt_journal(path: Path | str, err: Exception) -> ConfigError:
-    return ConfigError(f"{path}: the study journal is corrupt ({err}); a worker killed mid-write leaves a broken "
-                       "last line: remove that line, or start a new study (sweep.out_dir)")
-
-
-def mask_password(text: str) -> str:
-    """`text` with the password of every URL in it (scheme://user:password@host) replaced by ***: for whatever is
-    printed or stored (commands, environment records). Keep passwords out of the command line altogether with
-    libpq's PGPASSWORD or ~/.pgpass."""
-    import re
-
-    return re.sub(r"([A-Za-z][\w+.-]*://[^:/@\s]*):[^@\s]+@", r"\1:***@", text)
-
-
-def database_url(url: str) -> str:
-    """The URL with an installed driver: plain postgresql:// means psycopg (3) to SQLAlchemy 2.1, and
-    psycopg2 (the `postgres` extra) to older versions; use whichever is installed."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url[len("postgresql://") :]
-    return url
 
 
 def make_sampler(scfg: DictConfig, space: dict[str, search_space.Param], seed: int) -> optuna.samplers.BaseSampler:
@@ -305,6 +242,8 @@ def optimize(argv: list[str]) -> optuna.Study:
     """Create or resume the study, run trials until it holds `sweep.n_trials` finished ones, write the report."""
     sweep_items, user = split_args(argv)
     scfg = load_sweep_config(sweep_items)
+    scfg.storage = split_password(scfg.storage)  # the password goes to PGPASSWORD, never into a record
+    sys.argv[:] = [mask_password(a) for a in sys.argv]  # W&B records the command line of each trial's run
     cfg0 = compose_config([*TRIAL_DEFAULTS, *user, *TRIAL_FIXED])  # checks the overrides before any trial starts
     name = scfg.study_name or f"{cfg0.algorithm.name}-{cfg0.data.name}"
     group = [f"logger.group={name}"] if cfg0.logger.name == "wandb" else []  # the user's logger.group wins
@@ -354,7 +293,17 @@ def optimize(argv: list[str]) -> optuna.Study:
             break
         if progress.failures > max(3, target):
             raise RuntimeError(f"{progress.failures} trials of this worker failed; see the errors above")
-        study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[progress], gc_after_trial=True)
+        try:
+            study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[progress], gc_after_trial=True)
+        except Exception as err:
+            if getattr(storage, "lost", None):
+                raise RuntimeError(storage.lost) from None
+            if not (isinstance(err, ValueError) and str(err).startswith("Cannot tell a")):
+                raise
+            # While this worker waited for the database, another one found its trial's heartbeat stale, failed
+            # it and queued it again: this worker's result is not needed, the study goes on.
+            print(f"this worker's trial was failed by another worker while the database was away ({err}); "
+                  "it is queued again", flush=True)
 
     finish(study, out_dir, scfg, user, cfg0)
     return study
@@ -400,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
+    except (RuntimeError, StorageLost) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -59,7 +59,7 @@ from omegaconf import OmegaConf
 
 from spikebench.configs import ConfigError
 
-from ..optimize import mask_password
+from ..storage import mask_password, split_password
 from . import tuning
 from .cells import Cell
 from .cells import plan as make_plan
@@ -102,6 +102,9 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     """Run the benchmark described by the command line; returns (output folder, failed cells)."""
     choice, items, user = split_args(argv)
     b = load_benchmark_config(choice, items)
+    b.tuning.storage = split_password(b.tuning.storage)  # the password goes to PGPASSWORD, never into a record
+    argv = [mask_password(a) for a in argv]
+    sys.argv[:] = [mask_password(a) for a in sys.argv]  # W&B records the command line of each run
     out = Path(b.out_dir).expanduser() if b.out_dir else Path("results", b.name).resolve()  # in the working folder
     algorithms = importable(list(b.algorithms))
     if not algorithms:

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig
 
-from ..optimize import mask_password
+from ..storage import mask_password
 from . import tuning
 from .cells import Cell, Plan
 from .runner import done_file, is_done
