@@ -15,7 +15,7 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "spikebench" / "sweeps" / "diagnostics"
 
 def test_every_script_of_the_folder_is_listed_here():
     assert SCRIPTS == ["bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "eventprop_modes",
-                       "gpu_check", "kernel_check", "learning_curves"]
+                       "gpu_check", "kernel_check", "learning_curves", "study_trials"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -49,3 +49,25 @@ def test_learning_curves_take_one_value_per_epoch_from_the_epoch_end_rows_and_re
     assert LC.main([str(run), "--out", str(tmp_path / "c.png"), "--table", str(tmp_path / "c.md")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert "| tuned-bptt-s0 | bptt | 3 | 70.0 % (2) | 65.0 % | 60.0 % | 61.0 % |" in (tmp_path / "c.md").read_text()
+
+
+def test_study_trials_lists_the_best_finished_trials_of_a_journal_best_first_with_their_epochs(tmp_path, capsys):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from spikebench.sweeps.diagnostics import study_trials as ST
+
+    folder = tmp_path / "tune-x"
+    folder.mkdir()
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+    study = optuna.create_study(study_name="x", storage=storage, direction="maximize")
+    for value, epochs, state in ((0.5, 3, "COMPLETE"), (0.8, 3, "COMPLETE"), (0.6, 1, "PRUNED"), (None, 0, "FAIL")):
+        t = study.ask({"optim.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})
+        for e in range(epochs):
+            t.report(value, e)
+        study.tell(t, value if state == "COMPLETE" else None, state=getattr(optuna.trial.TrialState, state))
+    assert ST.main([str(folder), "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "tune-x (study x): 2 complete, 1 fail, 1 pruned"
+    assert lines[1].startswith("  trial   1 complete val/acc 0.8000   3 epochs  optim.lr=")
+    assert lines[2].startswith("  trial   2 pruned   val/acc 0.6000   1 epochs  optim.lr=") and len(lines) == 3
