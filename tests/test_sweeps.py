@@ -216,6 +216,47 @@ def test_journal_study_fails_and_requeues_a_trial_whose_local_worker_process_is_
     assert study.trials[2].params == study.trials[1].params
 
 
+def test_a_worker_whose_trial_another_worker_failed_as_stale_prints_one_line_and_the_study_runs_its_retry(
+    tmp_path, data_root, capsys, monkeypatch
+):
+    """After a database outage longer than the grace period, another worker's fail_stale_trials can fail this
+    worker's running trial and queue a copy (RetryHeartbeatStaleTrialCallback); Optuna then refuses this
+    worker's result ("Cannot tell a FAIL trial."). The worker goes on, and the queued copy is trained."""
+    original = optimize.TrialObjective.__call__
+    failed_by_other = []
+
+    def objective_whose_first_trial_goes_stale(self, trial):
+        value = original(self, trial)
+        if not failed_by_other:  # what the other worker does meanwhile, through the same database
+            study = trial.study
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            optuna.storages.RetryHeartbeatStaleTrialCallback(2)(study, study._storage.get_trial(trial._trial_id))
+            failed_by_other.append(trial.number)
+        return value
+
+    monkeypatch.setattr(optimize.TrialObjective, "__call__", objective_whose_first_trial_goes_stale)
+    argv = [
+        *tiny(data_root, epochs=1),
+        "sweep.study_name=stale",
+        f"sweep.out_dir={tmp_path / 'study'}",
+        f"sweep.storage=sqlite:///{tmp_path / 'study.db'}",
+        "sweep.sampler=random",
+        "sweep.pruner=none",
+        "sweep.n_trials=2",
+        "logger=csv",
+    ]
+    study = optimize.optimize(argv)
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "this worker's trial was failed by another worker" in out and "Cannot tell a FAIL trial" in out
+    assert "Traceback" not in out + captured.err and "Should not reach" not in out + captured.err
+    states = [t.state for t in study.trials]
+    assert failed_by_other == [0] and states[0] == TrialState.FAIL
+    assert states.count(TrialState.COMPLETE) == 2 and TrialState.WAITING not in states
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == study.trials[0].params
+
+
 # ----------------------------------------------------------------------------------------------
 # A small study end to end
 # ----------------------------------------------------------------------------------------------

@@ -298,15 +298,28 @@ def optimize(argv: list[str]) -> optuna.Study:
         except Exception as err:
             if getattr(storage, "lost", None):
                 raise RuntimeError(storage.lost) from None
-            if not (isinstance(err, ValueError) and str(err).startswith("Cannot tell a")):
+            refused = refused_tell(err)
+            if refused is None:
                 raise
             # While this worker waited for the database, another one found its trial's heartbeat stale, failed
             # it and queued it again: this worker's result is not needed, the study goes on.
-            print(f"this worker's trial was failed by another worker while the database was away ({err}); "
+            print(f"this worker's trial was failed by another worker while the database was away ({refused}); "
                   "it is queued again", flush=True)
 
     finish(study, out_dir, scfg, user, cfg0)
     return study
+
+
+def refused_tell(err: BaseException) -> ValueError | None:
+    """Optuna's refusal to record a result for a trial that is no longer running ("Cannot tell a FAIL trial."),
+    if that is what `err` is or hides: Optuna 5.1's optimize loop replaces it, in a `finally`, by an
+    AssertionError("Should not reach."), keeping the refusal as the exception's context."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ValueError) and str(seen).startswith("Cannot tell a"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def finish(study: optuna.Study, out_dir: Path, scfg: DictConfig, user: list[str], cfg0: DictConfig) -> None:
