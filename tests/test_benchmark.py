@@ -343,3 +343,32 @@ def test_a_database_password_in_the_command_is_masked_in_environment_yaml_and_th
     command = environment(argv, "test")["command"]
     assert "s3cr" not in command and "postgresql+psycopg2://ann:***@db-host:5432/optuna" in command
     assert mask_password("postgresql://ann@db-host/optuna") == "postgresql://ann@db-host/optuna"  # no password: as is
+
+
+def test_table_png_every_cells_text_lies_inside_its_cell_even_the_long_heuristics(tmp_path):
+    from spikebench.sweeps.benchmark import plots
+
+    long = "silent-neuron lift 0.00649537; regulariser through spike times (∂N/∂t := −1/T); discrete adjoint (spikes at step ends)"
+    markdown = "\n".join([
+        "# caption", "",
+        "| Algorithm | Seeds | Test acc. (%) | Heuristics (not the loss gradient) |",
+        "|---|---|---|---|",
+        f"| eventprop | 3 | 76.7 ± 1.3 | {long} |",
+        "| lstm | 3 | 89.2 ± 1.2 | none |",
+        "", "| second | table |", "|---|---|", "| not | drawn |",
+    ])
+    fig = plots.table_figure(tmp_path / "table.png", markdown, keep_open=True)
+    try:
+        fig.canvas.draw()  # lays the texts out at the canvas's resolution
+        renderer = fig.canvas.get_renderer()
+        table = fig.axes[0].tables[0]
+        texts = {key: cell.get_text().get_text() for key, cell in table.get_celld().items()}
+        assert len(texts) == 3 * 4 and "drawn" not in "".join(texts.values())  # the first table only
+        for key, cell in table.get_celld().items():
+            box, text = cell.get_window_extent(renderer), cell.get_text().get_window_extent(renderer)
+            assert box.x0 <= text.x0 and text.x1 <= box.x1 and box.y0 <= text.y0 and text.y1 <= box.y1, (key, texts[key])
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    assert (tmp_path / "table.png").stat().st_size > 0

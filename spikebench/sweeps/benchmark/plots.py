@@ -106,27 +106,42 @@ def architecture(path: Path, rows: list[dict], algorithms: list[str]) -> None:
     plt.close(fig)
 
 
-def table_figure(path: Path, markdown: str) -> None:
-    """The Markdown table rendered as a figure."""
-    plt = _pyplot()
-    lines = [ln for ln in markdown.splitlines() if ln.startswith("|") and not ln.startswith("|---")]
-    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+def table_figure(path: Path, markdown: str, keep_open: bool = False):
+    """The first Markdown table of `markdown` rendered as a figure; long cells (the heuristics) are wrapped and
+    every column is as wide as its longest line, so that no text runs into its neighbour."""
     import textwrap
 
-    header, body = [textwrap.fill(h, 12, break_long_words=False) for h in cells[0]], cells[1:]
-    fig, ax = plt.subplots(figsize=(min(1 + 1.0 * len(header), 24), 1.2 + 0.35 * len(body)))
+    plt = _pyplot()
+    lines = []
+    for ln in markdown.splitlines():
+        if ln.startswith("|"):
+            lines.append(ln)
+        elif lines:  # the first table ends here
+            break
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if not ln.startswith("|---")]
+    wrapped = [[textwrap.fill(c, 12 if r == 0 else 34, break_long_words=False) for c in row] for r, row in enumerate(cells)]
+    width = [max(len(line) for row in wrapped for line in row[j].splitlines() or [""]) for j in range(len(cells[0]))]
+    height = [max(c.count("\n") + 1 for c in row) for row in wrapped]
+    inch_per_char, inch_per_line = 0.075, 0.17
+    fig_w = inch_per_char * (sum(width) + 2 * len(width)) + 0.4
+    fig_h = inch_per_line * (sum(height) + len(height)) + 0.4
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h))
     ax.axis("off")
-    tab = ax.table(cellText=body, colLabels=header, loc="center", cellLoc="center")
+    tab = ax.table(cellText=wrapped[1:], colLabels=wrapped[0], loc="center", cellLoc="center",
+                   colWidths=[(w + 2) / (sum(width) + 2 * len(width)) for w in width])
     tab.auto_set_font_size(False)
     tab.set_fontsize(8)
-    tab.scale(1.0, 1.5)
+    total = sum(height) + len(height)
     for (r, _), c in tab.get_celld().items():
+        c.set_height((height[r] + 1) / total)
         if r == 0:
             c.set_text_props(weight="bold")
-            c.set_height(c.get_height() * 2.2)
-    fig.tight_layout()
+    fig.tight_layout(pad=0.2)
     fig.savefig(path, dpi=150)
+    if keep_open:
+        return fig
     plt.close(fig)
+    return None
 
 
 def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], table_md: str, algorithms: list[str], b) -> list[str]:
