@@ -372,3 +372,27 @@ def test_table_png_every_cells_text_lies_inside_its_cell_even_the_long_heuristic
 
         plt.close(fig)
     assert (tmp_path / "table.png").stat().st_size > 0
+
+
+def test_accuracy_vs_time_draws_tuned_and_shared_cells_in_separate_panels(tmp_path):
+    from spikebench.sweeps.benchmark import plots
+
+    def row(algorithm, setting, seed):
+        return {"algorithm": algorithm, "setting": setting, "seed": seed,
+                "_curve": {"epoch_s": [1.0, 1.0, 1.0], "val_acc": [0.2, 0.4, 0.5 + 0.01 * seed]}}
+
+    rows = [row(a, s, seed) for s in ("tuned", "shared") for a in ("bptt", "eprop") for seed in (0, 1, 2)]
+    fig = plots.accuracy_vs_time(tmp_path / "acc.png", rows, ["bptt", "eprop"], keep_open=True)
+    try:
+        titles = [ax.get_title() for ax in fig.axes]
+        assert titles == ["each algorithm at its tuned best", "the shared setting"]
+        assert [len(ax.get_lines()) for ax in fig.axes] == [6, 6]  # 2 algorithms × 3 seeds in each panel
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+    single = plots.accuracy_vs_time(tmp_path / "one.png", rows[6:], ["bptt", "eprop"], keep_open=True)
+    try:
+        assert len(single.axes) == 1 and single.axes[0].get_title() == ""
+    finally:
+        plt.close(single)

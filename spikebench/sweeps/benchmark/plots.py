@@ -25,24 +25,34 @@ def _colours(algorithms: list[str]) -> dict[str, Any]:
     return {a: cycle[i % len(cycle)] for i, a in enumerate(algorithms)}
 
 
-def accuracy_vs_time(path: Path, rows: list[dict], algorithms: list[str]) -> None:
-    """Validation accuracy after each epoch against cumulative training time, one line per seed."""
+def accuracy_vs_time(path: Path, rows: list[dict], algorithms: list[str], keep_open: bool = False):
+    """Validation accuracy after each epoch against cumulative training time, one line per seed; one panel per
+    setting (the tuned configurations and the shared one are different runs of the same algorithm)."""
     plt = _pyplot()
     colour = _colours(algorithms)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for a in algorithms:
-        for i, r in enumerate(rr for rr in rows if rr["algorithm"] == a):
-            curve = r.get("_curve") or {}
-            t, acc = np.cumsum(curve.get("epoch_s", [])), np.array(curve.get("val_acc", []), dtype=float)
-            if len(t):
-                ax.plot(t, 100 * acc, "o-", ms=3, color=colour[a], alpha=0.8, label=a if i == 0 else None)
-    ax.set_xlabel("training time (s)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    settings = list(dict.fromkeys(r.get("setting", "shared") for r in rows))
+    titles = {"tuned": "each algorithm at its tuned best", "shared": "the shared setting"}
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), sharey=True, squeeze=False)
+    for ax, setting in zip(axes[0], settings):
+        for a in algorithms:
+            mine = [r for r in rows if r["algorithm"] == a and r.get("setting", "shared") == setting]
+            for i, r in enumerate(mine):
+                curve = r.get("_curve") or {}
+                t, acc = np.cumsum(curve.get("epoch_s", [])), np.array(curve.get("val_acc", []), dtype=float)
+                if len(t):
+                    ax.plot(t, 100 * acc, "o-", ms=3, color=colour[a], alpha=0.8, label=a if i == 0 else None)
+        if len(settings) > 1:
+            ax.set_title(titles.get(setting, setting))
+        ax.set_xlabel("training time (s)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0][0].set_ylabel("validation accuracy (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    if keep_open:
+        return fig
     plt.close(fig)
+    return None
 
 
 def scaling(path: Path, rows: list[dict], algorithms: list[str], x_key: str, fixed_key: str, fixed: dict[str, int]) -> None:
