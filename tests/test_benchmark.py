@@ -357,7 +357,7 @@ def test_table_png_every_cells_text_lies_inside_its_cell_even_the_long_heuristic
         "| lstm | 3 | 89.2 ± 1.2 | none |",
         "", "| second | table |", "|---|---|", "| not | drawn |",
     ])
-    fig = plots.table_figure(tmp_path / "table.png", markdown, keep_open=True)
+    fig = plots.table_figure(markdown)
     try:
         fig.canvas.draw()  # lays the texts out at the canvas's resolution
         renderer = fig.canvas.get_renderer()
@@ -368,9 +368,7 @@ def test_table_png_every_cells_text_lies_inside_its_cell_even_the_long_heuristic
             box, text = cell.get_window_extent(renderer), cell.get_text().get_window_extent(renderer)
             assert box.x0 <= text.x0 and text.x1 <= box.x1 and box.y0 <= text.y0 and text.y1 <= box.y1, (key, texts[key])
     finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        plots.save(fig, tmp_path / "table.png", dpi=150)
     assert (tmp_path / "table.png").stat().st_size > 0
 
 
@@ -382,17 +380,15 @@ def test_accuracy_vs_time_draws_tuned_and_shared_cells_in_separate_panels(tmp_pa
                 "_curve": {"epoch_s": [1.0, 1.0, 1.0], "val_acc": [0.2, 0.4, 0.5 + 0.01 * seed]}}
 
     rows = [row(a, s, seed) for s in ("tuned", "shared") for a in ("bptt", "eprop") for seed in (0, 1, 2)]
-    fig = plots.accuracy_vs_time(tmp_path / "acc.png", rows, ["bptt", "eprop"], keep_open=True)
+    fig = plots.accuracy_vs_time(rows, ["bptt", "eprop"])
     try:
         titles = [ax.get_title() for ax in fig.axes]
         assert titles == ["each algorithm at its tuned best", "the shared setting"]
         assert [len(ax.get_lines()) for ax in fig.axes] == [6, 6]  # 2 algorithms × 3 seeds in each panel
     finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    single = plots.accuracy_vs_time(tmp_path / "one.png", rows[6:], ["bptt", "eprop"], keep_open=True)
+        plots.save(fig, tmp_path / "acc.png", dpi=120)
+    single = plots.accuracy_vs_time(rows[6:], ["bptt", "eprop"])  # the shared cells only: one panel, no title
     try:
         assert len(single.axes) == 1 and single.axes[0].get_title() == ""
     finally:
-        plt.close(single)
+        plots.save(single, tmp_path / "one.png", dpi=120)

@@ -25,17 +25,19 @@ def _colours(algorithms: list[str]) -> dict[str, Any]:
     return {a: cycle[i % len(cycle)] for i, a in enumerate(algorithms)}
 
 
-def accuracy_vs_time(path: Path, rows: list[dict], algorithms: list[str], keep_open: bool = False):
+def accuracy_vs_time(rows: list[dict], algorithms: list[str]):
     """Validation accuracy after each epoch against cumulative training time, one line per seed; one panel per
-    setting (the tuned configurations and the shared one are different runs of the same algorithm)."""
+    setting (the tuned configurations and the shared one are different runs of the same algorithm). The figure,
+    for `save`."""
     plt = _pyplot()
     colour = _colours(algorithms)
-    settings = list(dict.fromkeys(r.get("setting", "shared") for r in rows))
+    setting_of = [r.get("setting", "shared") for r in rows]
+    settings = list(dict.fromkeys(setting_of))
     titles = {"tuned": "each algorithm at its tuned best", "shared": "the shared setting"}
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), sharey=True, squeeze=False)
     for ax, setting in zip(axes[0], settings):
         for a in algorithms:
-            mine = [r for r in rows if r["algorithm"] == a and r.get("setting", "shared") == setting]
+            mine = [r for r, s in zip(rows, setting_of) if r["algorithm"] == a and s == setting]
             for i, r in enumerate(mine):
                 curve = r.get("_curve") or {}
                 t, acc = np.cumsum(curve.get("epoch_s", [])), np.array(curve.get("val_acc", []), dtype=float)
@@ -48,11 +50,7 @@ def accuracy_vs_time(path: Path, rows: list[dict], algorithms: list[str], keep_o
         ax.legend()
     axes[0][0].set_ylabel("validation accuracy (%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    if keep_open:
-        return fig
-    plt.close(fig)
-    return None
+    return fig
 
 
 def scaling(path: Path, rows: list[dict], algorithms: list[str], x_key: str, fixed_key: str, fixed: dict[str, int]) -> None:
@@ -116,9 +114,9 @@ def architecture(path: Path, rows: list[dict], algorithms: list[str]) -> None:
     plt.close(fig)
 
 
-def table_figure(path: Path, markdown: str, keep_open: bool = False):
+def table_figure(markdown: str):
     """The first Markdown table of `markdown` rendered as a figure; long cells (the heuristics) are wrapped and
-    every column is as wide as its longest line, so that no text runs into its neighbour."""
+    every column is as wide as its longest line, so that no text runs into its neighbour. The figure, for `save`."""
     import textwrap
 
     plt = _pyplot()
@@ -147,19 +145,20 @@ def table_figure(path: Path, markdown: str, keep_open: bool = False):
         if r == 0:
             c.set_text_props(weight="bold")
     fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=150)
-    if keep_open:
-        return fig
-    plt.close(fig)
-    return None
+    return fig
+
+
+def save(fig, path: Path, dpi: int) -> None:
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
 
 
 def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], table_md: str, algorithms: list[str], b) -> list[str]:
     """Every figure the data allows; returns the file names written."""
     written = []
     if rows:
-        accuracy_vs_time(out / "accuracy_vs_time.png", rows, algorithms)
-        table_figure(out / "table.png", table_md)
+        save(accuracy_vs_time(rows, algorithms), out / "accuracy_vs_time.png", dpi=120)
+        save(table_figure(table_md), out / "table.png", dpi=150)
         written += ["accuracy_vs_time.png", "table.png"]
     if srows:
         # the steps sweep is at each algorithm's table hidden size, the hidden sweep at its table T
