@@ -12,6 +12,7 @@ Programmatic use builds the same objects: `compose_config(overrides)`, then `run
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import sys
@@ -192,7 +193,6 @@ def keep_metrics_before(out: Path, last_epoch: int | None):
     """Resuming into a run folder: Lightning's CSV logger starts metrics.csv afresh, so the rows of the epochs
     up to the checkpoint's (`last_epoch`) are read now and put back in front by the returned function (no-op
     otherwise)."""
-    import csv
 
     metrics = out / "metrics.csv"
     if last_epoch is None or not metrics.is_file():
@@ -201,8 +201,11 @@ def keep_metrics_before(out: Path, last_epoch: int | None):
         old = [r for r in csv.DictReader(f) if r.get("epoch", "") != "" and int(r["epoch"]) <= last_epoch]
 
     def merge() -> None:
-        with metrics.open() as f:
-            new = list(csv.DictReader(f))
+        if not metrics.is_file():  # the resumed fit logged nothing (stopped at once): the old rows stay
+            new = []
+        else:
+            with metrics.open() as f:
+                new = list(csv.DictReader(f))
         columns = list(dict.fromkeys([*(old[0].keys() if old else []), *(new[0].keys() if new else [])]))
         with metrics.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, restval="")
@@ -210,6 +213,27 @@ def keep_metrics_before(out: Path, last_epoch: int | None):
             writer.writerows(old + new)
 
     return merge
+
+
+def write_predictions(path: Path, rows: list, dm) -> None:
+    """predictions.csv: each tested recording's index in the test set, speaker, label and predicted class (the rows
+    that paired comparisons of two runs on the same recordings need). `rows`: the module's (label, predicted) pairs
+    in the test loader's order."""
+    import torch
+
+    if not rows:
+        return
+    pairs = torch.cat(rows).numpy()
+    data = dm.test_set.data
+    order = dm.eval_order(len(data))[: len(pairs)]  # trainer.limit_test_batches may have cut the test short
+    if (data.labels[order] != pairs[:, 0]).any():
+        raise RuntimeError("the test predictions do not follow the test loader's order")  # a bug, not a user error
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "speaker", "label", "predicted"])
+        speakers = data.speakers if data.speakers is not None else [-1] * len(data)
+        for i, (label, pred) in sorted(zip(order, pairs.tolist())):
+            writer.writerow([i, int(speakers[i]), label, pred])
 
 
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
@@ -271,19 +295,24 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
         if launched is None:
             os.environ.pop(RUN_DIR_ENV, None)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/") and v.numel() == 1}
-    best = ckpt.best_model_path or None
+    last_val_acc = float(trainer.callback_metrics.get("val/acc", float("nan")))  # before trainer.test resets them
+    tested = (ckpt.best_model_path if cfg.test_checkpoint == "best" else last.best_model_path) or None
     results = {}
     if cfg.test:
-        results = {k: float(v) for k, v in trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)[0].items()}
+        results = {k: float(v) for k, v in trainer.test(module, datamodule=dm, ckpt_path=tested, verbose=False)[0].items()}
         confusion = getattr(module, "confusion", None)
         if confusion is not None and first:  # rows: true class, columns: predicted class, on the test set
             lines = [",".join(str(int(v)) for v in row) for row in confusion.tolist()]
             (out / "confusion.csv").write_text("\n".join(lines) + "\n")
+        if first and trainer.world_size == 1:
+            write_predictions(out / "predictions.csv", module.test_predictions, dm)
     if cfg.plots and first:  # curves.png, confusion.png, samples.png (and W&B images)
         from spikebench.evaluate import plot_run
 
         plot_run(out, module, dm, trainer.loggers)
     results["best_val_acc"] = float(ckpt.best_model_score) if ckpt.best_model_score is not None else float("nan")
+    results["last_val_acc"] = last_val_acc
+    results["tested_checkpoint"] = cfg.test_checkpoint if cfg.test else "none"  # type: ignore[assignment]
     results["epochs"] = trainer.current_epoch
     results.update(fit_metrics)
     if first:

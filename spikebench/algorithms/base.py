@@ -141,6 +141,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         })
         self.test_confusion = MulticlassConfusionMatrix(n_classes)
         self.confusion: torch.Tensor | None = None  # the last test's confusion matrix (true class × predicted)
+        self.test_predictions: list[torch.Tensor] = []  # the last test's (label, predicted class) rows, in load order
         self.class_names: list[str] | None = None  # from the training file; saved in checkpoints for predictions
         self.epoch_hidden_counts: torch.Tensor | None = None  # the last training epoch's spikes per hidden neuron
         self._clock = {s: (time.perf_counter(), 0, 0) for s in STAGES}  # (start, samples, saved bytes), this process
@@ -246,6 +247,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self._record(out, x, y, stage)
         if stage == "test":
             self.test_confusion.update(out.logits, y)
+            self.test_predictions.append(torch.stack([y, out.logits.argmax(-1)], dim=1).cpu())
         self.log(f"{stage}/loss", out.loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y), sync_dist=True)
         self.log(f"{stage}/acc", self.epoch_metrics[f"{stage}_acc"], on_epoch=True, prog_bar=stage == "val")
 
@@ -294,6 +296,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
     def on_test_epoch_start(self) -> None:
         self._start_epoch("test")
         self.test_confusion.reset()
+        self.test_predictions = []
 
     def _log_epoch(self, name: str, value: float) -> None:
         """An epoch figure, over processes when there are several: the activity statistics are already global

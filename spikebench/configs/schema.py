@@ -137,6 +137,8 @@ class Data:
     binary: bool = MISSING
     batch_size: int = at_least(1)
     num_workers: int = at_least(0)
+    speakers: Optional[List[int]] = None
+    leave_out: Optional[int] = None
     val: Split = field(default_factory=Split)
     augment: Augment = field(default_factory=Augment)
     delay: Delay = field(default_factory=Delay)
@@ -222,6 +224,7 @@ class TrainConfig:
     ckpt_path: Optional[str] = None
     flush_denormal: bool = MISSING
     test: bool = MISSING
+    test_checkpoint: str = field(default=MISSING, metadata={"choices": ("best", "last")})
     plots: bool = MISSING
     experiment: Optional[str] = None
     model: Model = field(default_factory=Model)
@@ -249,6 +252,9 @@ class SweepConfig:
     constant_liar: bool = MISSING
     grid_points: int = at_least(1)
     pruner: str = field(default=MISSING, metadata={"choices": ("median", "hyperband", "none")})
+    reduction_factor: int = at_least(2)
+    objective: str = field(default=MISSING, metadata={"choices": ("best", "last")})
+    enqueue: List[str] = field(default_factory=list)
     prune_startup_trials: int = at_least(0)
     prune_warmup_epochs: int = at_least(0)
     space: Optional[str] = None

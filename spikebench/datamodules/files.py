@@ -57,6 +57,25 @@ class SpikeData:
             self.keys,
         )
 
+    def concat(self, other: "SpikeData") -> "SpikeData":
+        """This file's samples followed by `other`'s (same layout; speakers kept only if both have them)."""
+        speakers = None if self.speakers is None or other.speakers is None else np.concatenate([self.speakers, other.speakers])
+        return SpikeData(
+            np.concatenate([self.times, other.times]),
+            np.concatenate([self.units, other.units]),
+            np.concatenate([self.offsets, other.offsets[1:] + self.offsets[-1]]),
+            np.concatenate([self.labels, other.labels]),
+            speakers,
+            self.keys or other.keys,
+        )
+
+    def of_speakers(self, keep: list[int] | np.ndarray, what: str) -> "SpikeData":
+        """The samples of the speakers `keep` (ids of `extra/speaker`); `what` names the setting in the error
+        raised when the file has no speakers."""
+        if self.speakers is None:
+            raise DataError(f"{what} is set but the file has no extra/speaker: speaker splits need it")
+        return self.subset(np.flatnonzero(np.isin(self.speakers, np.asarray(keep, dtype=np.int64))))
+
 
 def find_file(root: str | Path, stem: str) -> Path | None:
     """`root/stem.h5`, `.h5.gz` or `.h5.zip`, whichever exists first; `stem` may carry a suffix already."""

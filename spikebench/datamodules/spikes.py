@@ -107,6 +107,24 @@ class Collate:
         return frames, torch.tensor([s[2] for s in samples], dtype=torch.long)
 
 
+def speaker_view(data: SpikeData, cfg_data, left_out: bool) -> SpikeData:
+    """The samples a run may use of one file: the speakers of `data.speakers` (all when null), then without the
+    speaker `data.leave_out` (`left_out=False`: training and validation) or with that speaker alone (`left_out=True`:
+    the test of a leave-one-speaker-out fold, which reads it from every file)."""
+    keep, out = cfg_data.get("speakers"), cfg_data.get("leave_out")
+    if keep is not None:
+        data = data.of_speakers(list(keep), "data.speakers")
+    if out is None:
+        return data
+    if data.speakers is None:
+        raise DataError("data.leave_out is set but the file has no extra/speaker: speaker splits need it")
+    present = sorted(set(data.speakers.tolist()))
+    if out not in present:
+        raise DataError(f"data.leave_out={out} is not a speaker of this data; speakers: {present}")
+    is_out = data.speakers == out
+    return data.subset(np.flatnonzero(is_out if left_out else ~is_out))
+
+
 def split_validation(data: SpikeData, cfg_val) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, val): held-out speakers if `val.speakers` is set, else a seeded random fraction."""
     n = len(data)
@@ -145,7 +163,8 @@ class SpikeDataModule(L.LightningDataModule):
         if self.d.name == "synthetic":
             self.root = ensure_synthetic(self.d)
             return
-        splits = ["train", *(["valid"] if self.d.files.get("valid") else [])] if self.fit else []
+        splits = ["train", *(["valid"] if self.d.files.get("valid") else [])]
+        splits = splits if self.fit or self.d.get("leave_out") is not None else []  # a fold's test reads them too
         splits += ["test"] if self.test else []
         for split in splits:
             locate(self.d, split)
@@ -160,9 +179,12 @@ class SpikeDataModule(L.LightningDataModule):
             d = self.d = self.d.copy()
             d.root = str(self.root)
         if stage in (None, "fit", "validate") and self.train_set is None:
-            train = load_split(d, "train")
+            if d.get("leave_out") is not None and d.val.speakers and d.leave_out in d.val.speakers:
+                raise DataError(f"data.leave_out={d.leave_out} is also in data.val.speakers; the left-out speaker is "
+                                "the test set's alone")
+            train = speaker_view(load_split(d, "train"), d, left_out=False)
             if d.files.get("valid"):
-                val = load_split(d, "valid")
+                val = speaker_view(load_split(d, "valid"), d, left_out=False)
             else:
                 tr_idx, va_idx = split_validation(train, d.val)
                 train, val = train.subset(tr_idx), train.subset(va_idx)
@@ -172,16 +194,28 @@ class SpikeDataModule(L.LightningDataModule):
             self.train_set = SpikeDataset(train, a.blend_prob, a.blend_mix)
             self.val_set = SpikeDataset(val)
         if stage in (None, "test", "predict") and self.test_set is None:
-            self.test_set = SpikeDataset(load_split(d, "test"))
+            test = speaker_view(load_split(d, "test"), d, left_out=d.get("leave_out") is not None)
+            if d.get("leave_out") is not None:  # every recording of the left-out speaker: test file, then the others
+                for split in ["train", *(["valid"] if d.files.get("valid") else [])]:
+                    test = test.concat(speaker_view(load_split(d, split), d, left_out=True))
+            if not len(test):
+                raise DataError(f"the test set is empty for data.speakers={d.get('speakers')}, "
+                                f"data.leave_out={d.get('leave_out')}")
+            self.test_set = SpikeDataset(test)
+
+    def eval_order(self, n: int, rank: int = 0, world: int = 1) -> list[int]:
+        """The order in which validation and test samples are loaded (dataset indices): one fixed mixed order, so
+        that trainer.limit_val/test_batches sees every class (files may be sorted); on several processes every
+        sample once (no padding: evaluation steps do not communicate)."""
+        return np.random.default_rng([self.seed, 3]).permutation(n)[rank::world].tolist()
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
         # several processes (trainer.devices=N): each loads its share, the Trainer's distributed sampler is off
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
         if train:
             order = ds.randomness = EpochShuffle(len(ds), self.seed, rank, world)
-        else:  # one fixed mixed order, so that trainer.limit_val/test_batches sees every class (files may be sorted);
-            # on several processes every sample once (no padding: evaluation steps do not communicate)
-            order = np.random.default_rng([self.seed, 3]).permutation(len(ds))[rank::world].tolist()
+        else:
+            order = self.eval_order(len(ds), rank, world)
         return DataLoader(
             ds,
             batch_size=self.d.batch_size,

@@ -8,7 +8,7 @@ Arguments `sweep.<key>=value` set the study (configs/sweep.yaml); every other ar
 applied to every trial, and a key fixed that way is not searched. The search space is
 sweeps/spaces/<algorithm>.yaml (or `sweep.space=<file>`). Each trial is `train.run` on
 `compose_config(overrides + trial parameters)` with a pruning callback that reports val/acc after every
-epoch; its value is the best val/acc of the run. Rerunning the same command resumes the study (same name,
+epoch; its value is the best val/acc of the run (`sweep.objective=last`: the last epoch's). Rerunning the same command resumes the study (same name,
 same storage): finished trials are kept, and the study ends when it holds `sweep.n_trials` finished trials.
 
 Storage: a journal file runs/sweeps/<study>/journal.log by default (any number of workers on one machine:
@@ -109,7 +109,10 @@ def make_pruner(scfg: DictConfig, max_epochs: int) -> optuna.pruners.BasePruner:
     if scfg.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=scfg.prune_startup_trials, n_warmup_steps=scfg.prune_warmup_epochs)
     if scfg.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, scfg.prune_warmup_epochs), max_resource=max(1, max_epochs))
+        # Successive halving in brackets (Li et al. 2018): the first rung at prune_warmup_epochs, the last at the trials'
+        # full max_epochs, so that the longest trials see the whole budget (and the whole learning-rate schedule)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, scfg.prune_warmup_epochs), max_resource=max(1, max_epochs),
+                                              reduction_factor=scfg.reduction_factor)
     return optuna.pruners.NopPruner()
 
 
@@ -153,8 +156,10 @@ def _alive(pid: int) -> bool:
 class TrialObjective:
     """Runs train.py's pipeline for one trial and returns its best val/acc."""
 
-    def __init__(self, study_name: str, out_dir: Path, overrides: list[str], space: dict[str, search_space.Param]) -> None:
+    def __init__(self, study_name: str, out_dir: Path, overrides: list[str], space: dict[str, search_space.Param],
+                 objective: str = "best") -> None:
         self.study_name, self.out_dir, self.overrides, self.space = study_name, out_dir, overrides, space
+        self.objective = objective  # best: the best epoch's val/acc; last: the last epoch's
 
     def trial_config(self, trial: optuna.Trial, params: dict[str, Any]) -> DictConfig:
         trial_dir = self.out_dir / f"trial-{trial.number:04d}"
@@ -177,7 +182,8 @@ class TrialObjective:
         finally:  # pruned and failed trials spent time too
             trial.set_user_attr("cpu_s", time.process_time() - cpu0)
         trial.set_user_attr("epochs", results["epochs"])
-        return float(results["best_val_acc"])
+        trial.set_user_attr("best_val_acc", float(results["best_val_acc"]))
+        return float(results[f"{self.objective}_val_acc"])
 
 
 class TrialWandbRun(Callback):
@@ -261,7 +267,10 @@ def optimize(argv: list[str]) -> optuna.Study:
         study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     except ValueError as err:  # json.JSONDecodeError: a line of the journal file is broken
         raise corrupt_journal(dashboard, err) from None
+    first = enqueued(scfg.enqueue, space) if not study.trials else []  # checked before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
+    for params in first:
+        study.enqueue_trial(params, skip_if_exists=True)
     existing = len(study.trials)
     study.sampler = make_sampler(scfg, space, seed=scfg.seed + existing)
     study.pruner = make_pruner(scfg, cfg0.trainer.max_epochs)
@@ -271,7 +280,8 @@ def optimize(argv: list[str]) -> optuna.Study:
     print(f"study {name}: {existing} trials so far ({study_report.state_counts(study)}), target {target} finished")
     if rescued:
         print(f"  trials {rescued} were left running by a dead worker on this machine: marked FAIL and queued again")
-    print(f"  sampler {scfg.sampler} (seed {scfg.seed + existing}), pruner {scfg.pruner}; space {space_file}")
+    print(f"  sampler {scfg.sampler} (seed {scfg.seed + existing}), pruner {scfg.pruner}, value: {scfg.objective} val/acc; "
+          f"space {space_file}")
     print(f"  searching {', '.join(space)}")
     fixed = sorted(set(full) - set(space))
     if fixed:
@@ -279,7 +289,7 @@ def optimize(argv: list[str]) -> optuna.Study:
     print(f"  output {out_dir}\n  dashboard: optuna-dashboard {dashboard}", flush=True)
 
     progress = Progress()
-    objective = TrialObjective(name, out_dir, overrides, space)
+    objective = TrialObjective(name, out_dir, overrides, space, scfg.objective)
     deadline = time.monotonic() + float(scfg.timeout) if scfg.timeout else None
     while True:
         if isinstance(storage, optuna.storages.RDBStorage):
@@ -308,6 +318,29 @@ def optimize(argv: list[str]) -> optuna.Study:
 
     finish(study, out_dir, scfg, user, cfg0)
     return study
+
+
+def enqueued(items: list[str], space: dict[str, search_space.Param]) -> list[dict[str, Any]]:
+    """`sweep.enqueue` items ("key=value key=value") as the parameters of the study's first trials; a key that is
+    not searched, or a value outside its range or choices, is a ConfigError."""
+    import yaml
+
+    trials = []
+    for item in items:
+        params = {}
+        for pair in str(item).split():
+            key, _, text = pair.partition("=")
+            if key not in space:
+                raise ConfigError(f"sweep.enqueue: '{key}' is not searched in this study; searched: {', '.join(space)}")
+            value, p = yaml.safe_load(text), space[key]
+            ok = value in p.choices if p.kind == "categorical" else (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and p.low <= value <= p.high)
+            if not ok:
+                allowed = list(p.choices) if p.kind == "categorical" else f"[{p.low}, {p.high}]"
+                raise ConfigError(f"sweep.enqueue: {key}={text} is outside its space {allowed}")
+            params[key] = value
+        trials.append(params)
+    return trials
 
 
 def refused_tell(err: BaseException) -> ValueError | None:

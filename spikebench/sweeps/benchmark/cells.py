@@ -35,6 +35,7 @@ class Plan:
     arch: list[Cell] = field(default_factory=list)
     tune: list[Cell] = field(default_factory=list)
     tuned: list[Cell] = field(default_factory=list)
+    loso: list[Cell] = field(default_factory=list)
     configs: dict[str, DictConfig] = field(default_factory=dict)
 
 
@@ -42,6 +43,7 @@ def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
     """Hash of the resolved config without where it is written: a cell is the same cell iff this is equal."""
     c = OmegaConf.to_container(cfg, resolve=True)
     c.pop("output_dir", None)
+    c.pop("ckpt_path", None)  # a cell resumed from its last checkpoint is the same cell
     c["trainer"].pop("enable_progress_bar", None)
     text = yaml.safe_dump({"cfg": c, "extra": extra or {}}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]

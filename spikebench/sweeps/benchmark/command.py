@@ -15,6 +15,8 @@ its keys; every other argument is a train.py override applied to every cell afte
                 trials select on the validation split and never open the test file. Folder studies/<cell>/.
   tuned         each study's best configuration retrained for `tuning.epochs` epochs with every seed, tested once
                 (cells tuned-<algorithm>-…).
+  loso          each study's best configuration retrained once per left-out speaker (`loso.speakers`, `loso.seeds`;
+                data.leave_out=k) and tested on every recording of that speaker (cells loso-<algorithm>-spk<k>-s<seed>).
 
   table         the shared setting: train.run (fit with validation, test the best checkpoint) of each algorithm at the experiment's
                 network for each seed; then NeuroBench's metrics (sweeps/benchmark/neurobench.py) of the best checkpoint
@@ -110,11 +112,13 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     if not algorithms:
         raise ValueError("no algorithm of benchmark.algorithms can be imported")
     p = make_plan(b, user, algorithms)  # composes every cell's config: bad overrides fail here, before any file
-    tuned_phase = "tuned" in b.phases
+    tuned_phase = "tuned" in b.phases or "loso" in b.phases
     if "tune" in b.phases or tuned_phase:
         p.tune = tuning.tune_cells(b, user, algorithms, p.configs)
     future_tuned = [f"tuned-{a}-h{p.configs[a].model.hidden}-{'rec' if p.configs[a].model.recurrent else 'ff'}-s{s}"
-                    for s in b.seeds for a in algorithms] if tuned_phase else []
+                    for s in b.seeds for a in algorithms] if "tuned" in b.phases else []
+    future_tuned += [f"loso-{a}-spk{k}-s{s}" for s in b.loso.seeds for k in b.loso.speakers
+                     for a in algorithms] if "loso" in b.phases else []
     run_tune = [c for c in p.tune if "tune" in b.phases]
     known = [c.name for c in [*run_tune, *p.table, *p.scaling, *p.arch]] + future_tuned
     chosen = selector(list(b.only) if b.only is not None else None, known)
@@ -145,11 +149,13 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
             failures.update(run_all(out, cells, mode, refresh, b.workers))
 
     def retrain(which: set[str]) -> None:
-        p.tuned = tuning.tuned_cells(b, user, algorithms, p.configs, studies_done(out, p.tune, b.tuning.sampler))
-        missing = sorted(which - {c.algorithm for c in p.tuned})
+        studies = studies_done(out, p.tune, b.tuning.sampler)
+        p.tuned = tuning.tuned_cells(b, user, algorithms, p.configs, studies) if "tuned" in b.phases else []
+        p.loso = tuning.loso_cells(b, user, algorithms, p.configs, studies) if "loso" in b.phases else []
+        missing = sorted(which - set(studies))
         if missing:
             print(f"-- tuned: no finished study yet for {', '.join(missing)}: not retrained", flush=True)
-        phase("tuned " + ", ".join(sorted(which)), [c for c in p.tuned if c.algorithm in which])
+        phase("tuned " + ", ".join(sorted(which)), [c for c in p.tuned + p.loso if c.algorithm in which])
 
     if tuned_phase and b.workers == 1:  # one at a time: each study, then its retraining, so rows complete early
         for cell in run_tune:

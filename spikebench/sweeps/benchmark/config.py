@@ -13,7 +13,7 @@ from spikebench.configs import CONFIG_DIR, ConfigError, did_you_mean, load_struc
 
 BENCH_DIR = CONFIG_DIR / "benchmark"
 ISOLATION = ("auto", "fork", "spawn", "none")
-PHASES = ("tune", "tuned", "table", "scaling", "architecture")
+PHASES = ("tune", "tuned", "loso", "table", "scaling", "architecture")
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "hyperband", "none")
 
@@ -44,6 +44,11 @@ class Tuning:
     sampler: str = "tpe"             # tpe (multivariate) | random
     n_startup_trials: int = 8        # tpe: random trials before the density model is used
     pruner: str = "median"           # median | hyperband | none, on each epoch's val/acc
+    reduction_factor: int = 3        # hyperband: 1 in this many trials of a rung goes on to the next
+    objective: str = "best"          # a trial's value: best | last epoch's val/acc (last: as test_checkpoint=last tests)
+    enqueue: List[str] = field(default_factory=list)  # each study's first trials, "key=value …" (sweep.enqueue)
+    trial_overrides: List[str] = field(default_factory=list)  # train.py overrides of the trials only (e.g. the
+                                     # validation speakers: data.val.speakers=[4]), not of the retraining
     prune_startup_trials: int = 4    # median: prune nothing until this many trials have finished
     prune_warmup_epochs: int = 3     # never prune a trial in its first epochs
     fixed: List[str] = field(default_factory=lambda: ["model.hidden", "model.recurrent", "data.batch_size", "data.dt",
@@ -53,6 +58,15 @@ class Tuning:
     storage: Optional[str] = None    # null: a journal file per study; or postgresql://user@host/db (shared)
     seed: int = 0                    # sampler seed
     epochs: int = 30                 # retraining of each best configuration
+
+
+@dataclass
+class Loso:
+    """Phase `loso`: each tuned configuration retrained once per left-out speaker (`data.leave_out`) and seed, and
+    tested on every recording of that speaker."""
+
+    speakers: List[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    seeds: List[int] = field(default_factory=lambda: [0])
 
 
 @dataclass
@@ -72,6 +86,7 @@ class BenchmarkConfig:
     scaling: Scaling = field(default_factory=Scaling)
     architecture: Architecture = field(default_factory=Architecture)
     tuning: Tuning = field(default_factory=Tuning)
+    loso: Loso = field(default_factory=Loso)
 
 
 def split_args(argv: list[str]) -> tuple[str, list[str], list[str]]:
@@ -113,7 +128,7 @@ def check_benchmark_config(b: DictConfig) -> None:
             if a not in REGISTRY:
                 hint = did_you_mean(a, list(REGISTRY))
                 raise ConfigError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(sorted(REGISTRY))}")
-    for key in ("seeds", "architecture.seeds"):
+    for key in ("seeds", "architecture.seeds", "loso.speakers", "loso.seeds"):
         if not OmegaConf.select(b, key):
             raise ConfigError(f"benchmark.{key} must be a non-empty list of integers")
     bad = [p for p in b.phases if p not in PHASES]
@@ -122,6 +137,9 @@ def check_benchmark_config(b: DictConfig) -> None:
     choice("isolate", b.isolate, ISOLATION)
     choice("tuning.sampler", b.tuning.sampler, SAMPLERS)
     choice("tuning.pruner", b.tuning.pruner, PRUNERS)
+    choice("tuning.objective", b.tuning.objective, ("best", "last"))
+    if b.tuning.reduction_factor < 2:
+        raise ConfigError(f"benchmark.tuning.reduction_factor={b.tuning.reduction_factor}: must be at least 2")
     if b.workers < 1:
         raise ConfigError(f"benchmark.workers={b.workers}: must be an integer >= 1")
     if b.workers > 1 and b.isolate == "none":

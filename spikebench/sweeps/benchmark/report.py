@@ -39,7 +39,7 @@ TABLE_COLUMNS = [  # (csv key, header, scale, format)
 ID_COLUMNS = ["setting", "algorithm", "hidden", "recurrent", "seed"]
 EXTRA_COLUMNS = ["train_wall_s", "train_cpu_s", "saved_bytes", "process_peak_rss_bytes", "process_gpu_peak_bytes",
                  "heuristics", "host", "commit", "finished"]
-IDENTITY = ("setting", "hidden", "recurrent", "seed", "steps", "batch", "table_steps", "table_hidden")  # from a cell's info
+IDENTITY = ("setting", "hidden", "recurrent", "seed", "speaker", "steps", "batch", "table_steps", "table_hidden")  # from a cell's info
 SCALING_COLUMNS = ["algorithm", "steps", "hidden", "batch", "step_s", "samples_per_s", "step_mem_bytes", "saved_bytes",
                    "step_rss_growth_bytes"]
 
@@ -170,13 +170,22 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
     studies = tuning.read_study_rows(out, plan.tune, is_done, done_file)
     text = [f"# Benchmark `{b.name}`", "", header, ""]
     if plan.tune or plan.tuned:
-        text += ["## Each algorithm at its tuned best", "", tuning.budget_text(b), "", markdown_table(tsumm) if tsumm
+        text += ["## Each algorithm at its tuned best (test file, mean ± sample std over seeds)", "", tuning.budget_text(b), "", markdown_table(tsumm) if tsumm
                  else "(no retrained cell finished yet)", "", "### Studies", "", tuning.studies_table(plan.tune, studies), "",
                  "Best parameters (train.py overrides):", "", tuning.best_params_text(plan.tune, studies) or "(none yet)", "",
                  "Parameter importances (Optuna's fANOVA over the completed trials):", "",
                  tuning.importances_text(plan.tune, studies) or "(none yet)", ""]
         (out / "best_params.yaml").write_text(yaml.safe_dump(
             {k: v["row"]["best_params"] for k, v in studies.items()}, sort_keys=False))
+    if plan.loso or "loso" in b.phases:
+        from .verdict import verdict
+
+        vtext, pairs = verdict(out, b, algorithms, trows, plan.tuned, plan.loso, plan.tune, studies, plan.configs)
+        text[4:4] = ["## The verdict: test file and speakers never heard", "", vtext, ""]
+        write_csv(out / "pairs.csv", pairs, ["a", "b"] + [f"{k}_{m}" for k in ("test", "loso")
+                                                          for m in ("diff", "lo", "hi", "p", "resolved")])
+        write_csv(out / "loso.csv", collect(out, plan.loso), ["algorithm", "speaker", "seed", "test_acc", "last_val_acc",
+                                                              "train_acc", "epochs", "epoch_s", "host", "commit", "finished"])
     if plan.table:
         title = "## Every algorithm at the shared setting" if plan.tune or plan.tuned else "## Table"
         text += [title, "", markdown_table(summ) if summ else "(no cell finished yet)", ""]
@@ -185,7 +194,7 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
         text.append(MEMORY_NOTE)
     if failures:
         text += ["", "Failed cells:", ""] + [f"- `{k}`: {v}" for k, v in failures.items()]
-    if plan.table or plan.tuned or plan.tune:
+    if plan.table or plan.tuned or plan.tune or plan.loso:
         (out / "table.md").write_text("\n".join(text) + "\n")
     srows = collect(out, plan.scaling)
     if plan.scaling:

@@ -42,18 +42,29 @@ def tune_cells(b: DictConfig, user: list[str], algorithms: list[str], configs: d
         cfg = configs[a]
         present = [k for k in t.fixed if OmegaConf.select(cfg, k, default="__absent__") != "__absent__"]
         fixed = [f"{k}={search_space.format_value(OmegaConf.select(cfg, k))}" for k in present]
-        ov = [*algorithm_overrides(b, user, a), *fixed, f"trainer.max_epochs={t.max_epochs}", f"seed={b.seeds[0]}"]
+        ov = [*algorithm_overrides(b, user, a), *fixed, *t.trial_overrides, f"trainer.max_epochs={t.max_epochs}",
+              f"seed={b.seeds[0]}"]
         space = search_space.space_path(a, str(Path(t.space_dir).expanduser() / f"{a}.yaml") if t.space_dir else None)
+        enqueue = first_trials(list(t.enqueue), ov)
         name = study_cell_name(a, sampler, t.sampler)
         info = {
             "study": f"{b.name}-{name[len('tune-'):]}", "sampler": sampler, "trials": int(t.trials),
             "max_epochs": int(t.max_epochs), "n_startup_trials": int(t.n_startup_trials), "pruner": t.pruner,
             "prune_startup_trials": int(t.prune_startup_trials), "prune_warmup_epochs": int(t.prune_warmup_epochs),
+            "reduction_factor": int(t.reduction_factor), "objective": t.objective, "enqueue": enqueue,
             "space": str(space), "storage": t.storage, "seed": int(t.seed),
         }
         extra = {**info, "space_text": Path(space).read_text()}
         cells.append(Cell("tune", name, a, ov, info, config_hash(compose_config([*ov, "test=false"]), extra)))
     return cells
+
+
+def first_trials(items: list[str], overrides: list[str]) -> list[str]:
+    """`tuning.enqueue` items without the keys that this algorithm's cell fixes on its command line (e.g. the LSTM's
+    dt in `algorithm_overrides`); items left empty are dropped."""
+    fixed = {o.split("=", 1)[0] for o in overrides if "=" in o}
+    kept = [" ".join(p for p in item.split() if p.split("=", 1)[0] not in fixed) for item in items]
+    return [k for k in kept if k]
 
 
 def optimize_argv(cell: Cell, cell_dir: Path) -> list[str]:
@@ -64,7 +75,10 @@ def optimize_argv(cell: Cell, cell_dir: Path) -> list[str]:
         "seed": i["seed"], "n_startup_trials": i["n_startup_trials"], "pruner": i["pruner"],
         "prune_startup_trials": i["prune_startup_trials"], "prune_warmup_epochs": i["prune_warmup_epochs"],
         "space": i["space"], "plots": True,
+        "reduction_factor": i.get("reduction_factor", 3), "objective": i.get("objective", "best"),
     }
+    if i.get("enqueue"):
+        sweep["enqueue"] = "[" + ",".join(f"'{e}'" for e in i["enqueue"]) + "]"
     if i.get("storage"):
         sweep["storage"] = i["storage"]
     return [f"sweep.{k}={v}" for k, v in sweep.items()] + list(cell.overrides)
@@ -131,6 +145,29 @@ def tuned_cells(b: DictConfig, user: list[str], algorithms: list[str], configs: 
     return cells
 
 
+def loso_cells(b: DictConfig, user: list[str], algorithms: list[str], configs: dict[str, DictConfig],
+               studies: dict[str, dict]) -> list[Cell]:
+    """Leave-one-speaker-out cells of every algorithm whose study has finished: its best parameters retrained
+    `tuning.epochs` epochs without speaker k (`data.leave_out=k`) for each k of `loso.speakers` and seed of
+    `loso.seeds`, tested on every recording of speaker k (cells loso-<algorithm>-spk<k>-s<seed>)."""
+    cells = []
+    for seed in b.loso.seeds:
+        for k in b.loso.speakers:
+            for a in algorithms:
+                row = studies.get(a)
+                if not row or not row["best_params"]:
+                    continue
+                m = configs[a].model
+                extra = [*search_space.overrides(row["best_params"]), f"trainer.max_epochs={b.tuning.epochs}",
+                         f"data.leave_out={k}"]
+                c = accuracy_cell(b, algorithm_overrides(b, user, a), a, int(m.hidden), bool(m.recurrent), seed,
+                                  prefix="loso-", extra=extra, info={"best_trial": row["best_trial"], "speaker": int(k),
+                                                                    "setting": "loso"})
+                c.name = f"loso-{a}-spk{k}-s{seed}"
+                cells.append(c)
+    return cells
+
+
 def read_study_rows(out: Path, cells: list[Cell], is_done, done_file) -> dict[str, dict]:
     """{cell name: its done file (row, history, importances)} of the finished study cells."""
     found = {}
@@ -175,9 +212,13 @@ def importances_text(cells: list[Cell], found: dict[str, dict]) -> str:
 
 def budget_text(b: DictConfig) -> str:
     t = b.tuning
+    pruning = (f"Hyperband (successive halving, reduction factor {t.reduction_factor}) from {t.prune_warmup_epochs} to "
+               f"{t.max_epochs} epochs" if t.pruner == "hyperband" else
+               f"{t.pruner} pruning on val/acc after {t.prune_warmup_epochs} epochs (from the {t.prune_startup_trials + 1}th trial)")
+    trial_ov = f"; trials only: `{' '.join(t.trial_overrides)}`" if t.trial_overrides else ""
     return (f"Budget per algorithm: {t.trials} finished trials (complete or pruned) of at most {t.max_epochs} epochs, "
-            f"{t.sampler} sampler ({t.n_startup_trials} random start-up trials), {t.pruner} pruning on val/acc after "
-            f"{t.prune_warmup_epochs} epochs (from the {t.prune_startup_trials + 1}th trial); fixed: {', '.join(t.fixed)}. "
+            f"{t.sampler} sampler ({t.n_startup_trials} random start-up trials), {pruning}; a trial's value: its "
+            f"{t.objective} epoch's val/acc; fixed: {', '.join(t.fixed)}{trial_ov}. "
             f"Trials select on the validation split and never open the test file. The best configuration is retrained "
             f"for {t.epochs} epochs with seeds {list(b.seeds)} and tested once.")
 

@@ -96,21 +96,31 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         and saved_cfg.is_file()
         and config_hash(OmegaConf.load(saved_cfg), {"nb": cell.info.get("neurobench_samples")}) == cell.config_hash
     )
+    last_ckpt = cell_dir / "checkpoints" / "last.ckpt"
+    resume = (  # a cell stopped mid-training (the session ended, the machine went down) goes on from its last epoch;
+        # one whose training had finished is trained again (its test and figures are what was missing)
+        not reuse and last_ckpt.is_file() and saved_cfg.is_file()
+        and config_hash(OmegaConf.load(saved_cfg), {"nb": cell.info.get("neurobench_samples")}) == cell.config_hash
+        and torch.load(last_ckpt, map_location="cpu", weights_only=False).get("epoch", 0) + 1 < int(cfg.trainer.max_epochs)
+    )
     t0 = time.perf_counter()
     if reuse:
         results = yaml.safe_load((cell_dir / "results.yaml").read_text())
         wall = float("nan")
     else:
-        if cell_dir.exists():
+        if cell_dir.exists() and not resume:
             shutil.rmtree(cell_dir)
+        if resume:
+            cfg.ckpt_path = str(last_ckpt)
+            print(f"resuming from {last_ckpt}", flush=True)
         c0 = time.process_time()
         results = train.run(cfg, callbacks=[EpochProgress()])
-        wall = time.perf_counter() - t0
-        results["cpu_s"] = time.process_time() - c0
+        wall = time.perf_counter() - t0 if not resume else float("nan")  # a resumed cell's own wall time is partial
+        results["cpu_s"] = time.process_time() - c0 if not resume else float("nan")
     rss = float(peak_rss_bytes())  # the cell process's, imports and data included: not an algorithm figure
     curve = read_curve(cell_dir / "metrics.csv")
     module = build_module(cfg, data_shape(cfg))
-    ckpt = cell_dir / "checkpoints" / "best.ckpt"
+    ckpt = cell_dir / "checkpoints" / ("best.ckpt" if cfg.test_checkpoint == "best" else "last.ckpt")
     if not ckpt.is_file():
         ckpt = cell_dir / "checkpoints" / "last.ckpt"
     module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
@@ -125,6 +135,9 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     row = {
         "test_acc": float(results["test/acc"]),
         "best_val_acc": float(results["best_val_acc"]),
+        "last_val_acc": float(results.get("last_val_acc", float("nan"))),
+        "train_acc": float(results.get("train/acc", float("nan"))),  # the last epoch's (underfitting shows here)
+        "tested_checkpoint": str(results.get("tested_checkpoint", "best")),
         "epochs": int(results["epochs"]),
         "epoch_s": float(np.mean(finite)) if finite else float(results.get("train/epoch_s", float("nan"))),
         "samples_per_s": float(np.nanmean(curve["samples_per_s"])) if curve["samples_per_s"] else float("nan"),
