@@ -12,6 +12,7 @@ columns: predicted class).
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import sys
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in rest if not a.startswith("checkpoint=")]
     try:
         print(report(evaluate(run, rest, which[-1] if which else "best")))
-    except (ConfigError, DataError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -60,6 +60,7 @@ cannot run either form at the suite's dt.
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -83,7 +84,7 @@ CANNOT = {
 }
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A network or run that cannot be exported, or a missing `nir` package; the message is one line."""
 
 
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         options[key] = value
     try:
         path, graph = export(run, options["checkpoint"], options["out"], options["form"])
-    except (ConfigError, DataError, ValueError, OSError) as err:
+    except (UserError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print("\n".join(describe(graph)))

@@ -16,6 +16,7 @@ the softmax of the logits of the run's readout (loss.kind).
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import argparse
 import sys
 from pathlib import Path
@@ -56,7 +57,7 @@ def predict(run_dir: str | Path, inputs: str | Path | list, top: int = 3, checkp
 
     from spikebench.algorithms import get_algorithm
     from spikebench.datamodules import DataError, data_shape, read_spike_file
-    from spikebench.datamodules.files import checked, unpack
+    from spikebench.datamodules.files import SUFFIXES, checked, unpack
     from spikebench.datamodules.spikes import Collate, SpikeDataset
 
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
@@ -73,6 +74,9 @@ def predict(run_dir: str | Path, inputs: str | Path | list, top: int = 3, checkp
         path = Path(inputs[0]).expanduser()
         if not path.is_file():
             raise DataError(f"{inputs[0]}: no such file")
+        if not path.name.lower().endswith(SUFFIXES):
+            raise DataError(f"{inputs[0]}: neither an SHD-format file ({', '.join(SUFFIXES)}) nor WAV audio (.wav files "
+                            "or folders of them); predict.py classifies those")
         data = read_spike_file(unpack(path, cfg.data.cache_dir))
     data = checked(data, cfg.data, path, labels=False)
     module = get_algorithm(cfg.algorithm.name).load_from_checkpoint(ckpt, map_location="cpu").eval()
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     which = chosen[-1].split("=", 1)[1] if chosen else "best"
     try:
         results = predict(args.run, args.inputs, args.top, which, args.samples)
-    except (ConfigError, DataError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if is_audio(args.inputs):  # a line per recording, named by its file

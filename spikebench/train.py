@@ -12,8 +12,10 @@ Programmatic use builds the same objects: `compose_config(overrides)`, then `run
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import csv
 import os
+import re
 import signal
 import sys
 import time
@@ -236,6 +238,26 @@ def write_predictions(path: Path, rows: list, dm) -> None:
             writer.writerow([i, int(speakers[i]), label, pred])
 
 
+# What Lightning prints that says nothing to a user of this suite: its INFO lines (device summary, tips, the
+# "limit_*_batches=1.0 was configured" lines, checkpoint restoring), the CSV logger's warning that the run folder
+# (which train.run has just made and filled with config.yaml) is not empty, a deprecation warning raised by
+# Lightning's own call into torch, and, on several processes, the advice to sync epoch figures that the module has
+# already reduced itself (algorithms/base.py: _log_epoch).
+QUIET_WARNINGS = ("exists and is not empty", "LeafSpec", "smaller than the logging interval",
+                  "does not have many workers", "recommended to use `self.log(")
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO lines and the warnings of QUIET_WARNINGS off for this process (its warnings stay)."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(message)}.*")
+
+
 def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     """Fit with validation every epoch, test the best checkpoint (unless `test=false`); returns the final metrics.
 
@@ -255,6 +277,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     from spikebench.algorithms.checkpoint import check_checkpoint
     from spikebench.datamodules import build_datamodule, data_shape
 
+    quiet_lightning()
     check_logger(cfg)
     if str(cfg.trainer.get("accelerator", "auto")) in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={cfg.trainer.accelerator} but no CUDA GPU is visible here; "
@@ -343,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = compose_config(argv)
         results = run(cfg)
-    except (ConfigError, DataError, ValueError, FloatingPointError) as err:
+    except (UserError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except Interrupted as stop:

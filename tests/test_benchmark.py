@@ -3,6 +3,7 @@ and the LSTM reference (algorithms/lstm.py)."""
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import csv
 import math
 import re
@@ -194,7 +195,7 @@ def test_studies_never_open_the_test_file_then_the_best_configuration_is_retrain
 
 
 def test_only_runs_the_named_cells_and_a_pattern_that_names_none_fails_before_any_file(tmp_path, shd_dir):
-    with pytest.raises(ValueError, match=r"benchmark.only: 'tune-nope' names no cell; .*tune-bptt"):
+    with pytest.raises(UserError, match=r"benchmark.only: 'tune-nope' names no cell; .*tune-bptt"):
         B.benchmark(tuning_argv(tmp_path, shd_dir, "benchmark.phases=[tune,tuned]", "benchmark.only=[tune-nope]"))
     assert not (tmp_path / "out").exists()
     out, failures = B.benchmark(tuning_argv(tmp_path, shd_dir, "benchmark.phases=[tune,tuned]", "benchmark.only=[tune-bptt-random]"))
@@ -208,18 +209,18 @@ def test_only_runs_the_named_cells_and_a_pattern_that_names_none_fails_before_an
 
 
 def test_unknown_benchmark_key_names_the_valid_keys():
-    with pytest.raises(ValueError, match=r"unknown config key 'benchmark.seed'; did you mean 'benchmark.seeds'\? valid keys under benchmark: .*seeds"):
+    with pytest.raises(UserError, match=r"unknown config key 'benchmark.seed'; did you mean 'benchmark.seeds'\? valid keys under benchmark: .*seeds"):
         load_benchmark_config("tiny", ["benchmark.seed=3"])
 
 
 def test_bad_benchmark_values_raise_one_line_errors():
-    with pytest.raises(ValueError, match=r"unknown algorithm 'bpt'"):
+    with pytest.raises(UserError, match=r"unknown algorithm 'bpt'"):
         load_benchmark_config("tiny", ["benchmark.algorithms=[bpt]"])
-    with pytest.raises(ValueError, match=r"benchmark.isolate=thread; choose one of"):
+    with pytest.raises(UserError, match=r"benchmark.isolate=thread; choose one of"):
         load_benchmark_config("tiny", ["benchmark.isolate=thread"])
-    with pytest.raises(ValueError, match=r"benchmark.workers=0: must be an integer >= 1"):
+    with pytest.raises(UserError, match=r"benchmark.workers=0: must be an integer >= 1"):
         load_benchmark_config("tiny", ["benchmark.workers=0"])
-    with pytest.raises(ValueError, match=r"unknown benchmark 'nope'"):
+    with pytest.raises(UserError, match=r"unknown benchmark 'nope'"):
         load_benchmark_config("nope")
 
 

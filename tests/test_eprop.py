@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import pytest
 import torch
 import torch.nn.functional as F
@@ -291,5 +292,5 @@ def test_no_autograd_graph_is_built():
     ],
 )
 def test_bad_config_values_raise_value_error_naming_the_key(override, key):
-    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
         make_eprop(override)

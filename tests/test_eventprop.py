@@ -6,6 +6,7 @@ the `exact` mode gradient must equal central differences of the same event-based
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import math
 
 import pytest
@@ -355,12 +356,12 @@ def test_exact_mode_simulate_matches_its_event_lists(tmp_path):
 
 
 def test_bad_config_values_raise_value_error_naming_the_key(tmp_path):
-    with pytest.raises(ValueError, match="algorithm.time_mode"):
+    with pytest.raises(UserError, match="algorithm.time_mode"):
         build(tmp_path, "algorithm.time_mode=continuous")
-    with pytest.raises(ValueError, match="algorithm.first_spike_tau0"):
+    with pytest.raises(UserError, match="algorithm.first_spike_tau0"):
         build(tmp_path, "algorithm.first_spike_tau0=0.0")
     assert "first_spike" in LOSS_KINDS
-    with pytest.raises(ValueError, match="eventprop"):
+    with pytest.raises(UserError, match="eventprop"):
         readout_logits(torch.zeros(1, 3, 2), "first_spike")
 
 
@@ -429,7 +430,7 @@ def test_published_regulariser_adds_no_loss_term_and_only_eventprop_offers_it(tm
     out, counts = module.outputs(x)
     loss, _ = module.loss_from(out, counts, torch.tensor([0, 1]))
     assert counts.sum() > 0 and torch.isclose(loss, F.cross_entropy(out, torch.tensor([0, 1])))
-    with pytest.raises(ValueError, match="reg_form"):
+    with pytest.raises(UserError, match="reg_form"):
         build(tmp_path, "loss.reg_form=published", algorithm="bptt")
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import dataclasses
 import json
 import os
@@ -141,12 +142,12 @@ def test_auto_backend_is_the_compiled_loop_for_cpu_float_tensors_and_reference_o
 
 
 def test_backend_errors_name_the_config_key():
-    with pytest.raises(ValueError, match="model.backend must be one of auto, reference, triton, cpu"):
+    with pytest.raises(UserError, match="model.backend must be one of auto, reference, triton, cpu"):
         LIFParams(backend="fast")
     if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
-        with pytest.raises(ValueError, match="model.backend=triton cannot run here"):
+        with pytest.raises(UserError, match="model.backend=triton cannot run here"):
             select_backend("triton", torch.zeros(2, 3, 4))
-    with pytest.raises(ValueError, match="model.backend=cpu"):
+    with pytest.raises(UserError, match="model.backend=cpu"):
         select_backend("cpu", torch.zeros(2, 3, 4, dtype=torch.float16))
 
 
@@ -154,7 +155,7 @@ def test_model_backend_config_key_reaches_hidden_and_readout_neurons():
     hidden, readout = lif_params_from_config(compose_config(["model.backend=reference"]), 1e-3)
     assert hidden.backend == readout.backend == "reference"
     assert lif_params_from_config(compose_config([]), 1e-3)[0].backend == "auto"
-    with pytest.raises(ValueError, match="model.backend"):
+    with pytest.raises(UserError, match="model.backend"):
         module_for(["model.backend=gpu"])
 
 
@@ -173,7 +174,7 @@ def test_failed_compile_falls_back_to_reference_loop_with_one_warning(monkeypatc
         warnings.simplefilter("error")  # only once
         assert select_backend("auto", a) == "reference"
     assert torch.equal(spikes, lif_forward(a, None, LIFParams(backend="reference"))[0])
-    with pytest.raises(ValueError, match="model.backend=cpu cannot run here"):
+    with pytest.raises(UserError, match="model.backend=cpu cannot run here"):
         select_backend("cpu", a)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def test_per_step_membrane_equals_the_continuous_model_at_the_step_ends_without_
 
 
 def test_integration_choice_is_validated_with_the_config_key_in_the_message():
-    with pytest.raises(ValueError, match="model.integration"):
+    with pytest.raises(UserError, match="model.integration"):
         LIFParams(integration="euler")
 
 

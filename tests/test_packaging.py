@@ -4,6 +4,7 @@ search spaces and console commands travel with it, and a tiny run trains from ou
 from __future__ import annotations
 
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -25,8 +26,14 @@ def test_a_wheel_installed_into_a_fresh_environment_trains_from_outside_the_chec
             "spikebench/train.py"} <= set(names)
     top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"spikebench"}, top  # one installed name: nothing called train, algorithms, configs, … at the top
-    env = tmp_path / "venv"  # the system's site-packages stay visible, so that torch is not installed again
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env)], check=True, timeout=120)
+    # A fresh environment that sees the packages of the interpreter running the tests (torch is not installed
+    # again) whether that interpreter is the system's, a virtualenv's or a conda-like prefix's: their
+    # site-packages folders go on the new environment's path through a .pth file (a path line: their own .pth
+    # files, such as an editable install of this checkout, are not run).
+    env = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=120)
+    site_dir = next((env / "lib").glob("python*/site-packages"))
+    (site_dir / "outer_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run([env / "bin" / "python", "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True,
                    capture_output=True, timeout=300)
     outside = tmp_path / "elsewhere"

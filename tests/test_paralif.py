@@ -9,6 +9,7 @@ constants and thresholds too.
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import math
 
 import pytest
@@ -276,13 +277,13 @@ def test_two_layer_stack_with_readout_equals_step_by_step_layers_and_leaky_reado
 
 
 def test_bad_spike_mode_and_unreachable_threshold_raise_value_error_naming_the_key():
-    with pytest.raises(ValueError, match="algorithm.spike_mode"):
+    with pytest.raises(UserError, match="algorithm.spike_mode"):
         module_for(["algorithm=paralif", "algorithm.spike_mode=XB"])
-    with pytest.raises(ValueError, match="algorithm.threshold"):
+    with pytest.raises(UserError, match="algorithm.threshold"):
         module_for(["algorithm=paralif", "algorithm.spike_mode=ST", "algorithm.threshold=1.0"])
-    with pytest.raises(ValueError, match="algorithm.layers"):
+    with pytest.raises(UserError, match="algorithm.layers"):
         module_for(["algorithm=paralif", "algorithm.layers=0"])
-    with pytest.raises(ValueError, match="algorithm.membrane"):
+    with pytest.raises(UserError, match="algorithm.membrane"):
         module_for(["algorithm=paralif", "algorithm.membrane=loop"])
 
 

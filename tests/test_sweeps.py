@@ -6,6 +6,7 @@ transaction log (run-<id>.wandb: W&B's LevelDB-style record log of protobuf `Rec
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import os
 import socket
 import struct
@@ -146,14 +147,14 @@ def test_space_keys_fixed_on_the_command_line_are_not_searched():
     space = search_space.load_space(search_space.space_path("bptt"))
     chosen = search_space.select(space, cfg, ["optim.lr", "model.hidden"], fixed={"optim.lr"})
     assert list(chosen) == ["model.hidden"]
-    with pytest.raises(ValueError, match="not in the search space"):
+    with pytest.raises(UserError, match="not in the search space"):
         search_space.select(space, cfg, ["optim.lrr"], fixed=set())
 
 
 def test_space_key_missing_from_the_config_raises_naming_it(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("model.tau_mem: {low: 0.005, high: 0.05, log: true}\nmodel.no_such_key: {low: 0, high: 1}\n")
-    with pytest.raises(ValueError, match="model.no_such_key"):
+    with pytest.raises(UserError, match="model.no_such_key"):
         search_space.select(search_space.load_space(path), compose_config([]), None, fixed=set())
 
 
@@ -165,10 +166,10 @@ def test_space_infers_int_float_categorical_and_rejects_bad_ranges(tmp_path):
     assert space["a"].grid_values(5) == [0, 10, 20, 30, 40]
     assert space["b"].grid_values(3) == pytest.approx([1e-3, 1e-2, 1e-1])
     path.write_text("a: {low: 0.0, high: 1.0, log: true}\n")
-    with pytest.raises(ValueError, match="log: true needs low > 0"):
+    with pytest.raises(UserError, match="log: true needs low > 0"):
         search_space.load_space(path)
     path.write_text("a: {low: 2, high: 1}\n")
-    with pytest.raises(ValueError, match="must be below"):
+    with pytest.raises(UserError, match="must be below"):
         search_space.load_space(path)
 
 
@@ -181,11 +182,11 @@ def test_format_value_reads_back_as_the_same_value_through_train_config(value):
 
 def test_sweep_config_rejects_unknown_keys_and_choices():
     assert optimize.load_sweep_config(["sweep.sampler=random", "sweep.n_trials=3"]).n_trials == 3
-    with pytest.raises(ValueError, match="unknown config key 'sweep.n_trial'; did you mean 'sweep.n_trials'"):
+    with pytest.raises(UserError, match="unknown config key 'sweep.n_trial'; did you mean 'sweep.n_trials'"):
         optimize.load_sweep_config(["sweep.n_trial=3"])
-    with pytest.raises(ValueError, match="sweep.sampler=cmaes: choose one of: tpe, random, grid"):
+    with pytest.raises(UserError, match="sweep.sampler=cmaes: choose one of: tpe, random, grid"):
         optimize.load_sweep_config(["sweep.sampler=cmaes"])
-    with pytest.raises(ValueError, match="sweep.pruner"):
+    with pytest.raises(UserError, match="sweep.pruner"):
         optimize.load_sweep_config(["sweep.pruner=always"])
 
 
@@ -430,3 +431,4 @@ def test_a_postgres_urls_password_moves_to_PGPASSWORD_and_out_of_the_url_other_u
     for url in ("postgresql://ann@db-host/optuna", "mysql://ann:pw@db-host/optuna", "sqlite:///x.db", None):
         assert storage_mod.split_password(url) == url
     assert "PGPASSWORD" not in os.environ
+

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import math
+import re
 
 import os
 import subprocess
@@ -56,6 +58,15 @@ def test_bad_value_and_bad_key_exit_with_one_line_on_stderr(tmp_path):
     ["data.val.speakers=3"],                                       # a number where a list belongs
     ["logger=wandb", "logger.mode=online"],                        # W&B online without an API key
     ["trainer.fast_dev_runn=true"],                                # a Trainer argument Lightning does not have
+    ["trainer.max_epochs=ten"],                                    # a Trainer argument of the wrong type
+    ["trainer.limit_train_batches=half"],
+    ["trainer.devices=two"],                                       # refused by lightning.Trainer itself
+    ["trainer.gradient_clip_val=1"],                               # manual optimisation: optim.grad_clip instead
+    ["trainer.accumulate_grad_batches=2"],
+    ["trainer.precision=16-mixed"],                                # mixed precision: refused
+    ["optim.lr=nan"],                                              # numbers that are not finite
+    ["model.tau_mem=inf"],
+    ["loss.reg_strength=-inf"],
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_no_run_folder(tmp_path, args):
     out = tmp_path / "run"
@@ -127,7 +138,7 @@ def test_step_memory_of_the_first_training_step_is_logged_once_per_run(tmp_path)
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
-    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "model.hidden=16", "model.init.out_std=nan",
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "model.hidden=16", "model.init.out_std=1e38",
                                        "trainer.limit_train_batches=3"))
     with pytest.raises(FloatingPointError, match="lower optim.lr"):
         train.run(cfg)
@@ -187,12 +198,12 @@ def test_resume_refuses_another_network_and_a_checkpoint_of_another_algorithm(tm
     train.run(compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                                            "model.hidden=16", "test=false", f"output_dir={run}")))
     ckpt = run / "checkpoints" / "last.ckpt"
-    with pytest.raises(ValueError, match=r"was trained with model.hidden=16"):
+    with pytest.raises(UserError, match=r"was trained with model.hidden=16"):
         train.run(compose_config(overrides_for(tmp_path / "b", "model.hidden=32", f"ckpt_path={ckpt}")))
-    with pytest.raises(ValueError, match=r"was trained with algorithm.name=bptt"):
+    with pytest.raises(UserError, match=r"was trained with algorithm.name=bptt"):
         train.run(compose_config(overrides_for(tmp_path / "c", "algorithm=eprop", "model.hidden=16", f"ckpt_path={ckpt}")))
     (tmp_path / "broken.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable spikebench checkpoint"):
+    with pytest.raises(UserError, match="not a readable spikebench checkpoint"):
         train.run(compose_config(overrides_for(tmp_path / "d", f"ckpt_path={tmp_path / 'broken.ckpt'}")))
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
@@ -277,3 +288,61 @@ def test_a_synthesised_word_goes_from_wav_through_the_cochlea_to_a_distribution_
     digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]  # fsdd's extra/keys
     assert name == "seven.wav" and sorted(classes) == sorted(digits), line
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) <= 0.005 * len(probs)  # softmax, printed to 0.01
+
+
+def test_a_default_run_prints_its_progress_and_result_and_no_warning_or_library_chatter(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer.max_epochs=2", "model.hidden=32",
+                           f"data.cache_dir={tmp_path / 'cache'}", f"data.root={tmp_path / 'synthetic'}", f"output_dir={out}"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout + proc.stderr
+    assert "Epoch 1" in text and proc.stdout.strip().splitlines()[-1].startswith("test accuracy")
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)  # the progress bar's cursor movements
+    bar = ("Training", "Epoch", "Validation", "Testing", "test accuracy")
+    lines = [ln for ln in re.split(r"[\r\n]+", text) if ln.strip() and not ln.lstrip().startswith(bar)]
+    assert lines == [], lines
+
+
+def test_a_renamed_trainer_key_of_an_earlier_version_still_works_with_a_one_line_notice(tmp_path):
+    cfg_lines = subprocess.run([sys.executable, "-c", "from spikebench.configs import compose_config as c; "
+                                "print(c(['trainer.progress_bar=false']).trainer.enable_progress_bar)"],
+                               capture_output=True, text=True, cwd=ROOT)
+    assert cfg_lines.stdout.strip() == "False"
+    assert cfg_lines.stderr.strip() == "note: trainer.progress_bar is now trainer.enable_progress_bar"
+
+
+@pytest.mark.parametrize("cell", sorted((ROOT / "results").glob("*/cells/*/cell.yaml")), ids=lambda p: f"{p.parts[-4]}/{p.parts[-2]}")
+def test_every_committed_cells_recorded_overrides_compose_at_head(cell):
+    import yaml
+
+    overrides = yaml.safe_load(cell.read_text())["cell"]["overrides"]
+    compose_config(overrides)
+
+
+@pytest.mark.parametrize("algorithm", ["bptt", "eventprop", "eprop", "paralif", "lstm"])
+def test_evaluate_and_predict_work_for_every_algorithm_and_agree_with_the_test_accuracy(tmp_path, capsys, algorithm):
+    from spikebench import evaluate, predict
+    from spikebench.datamodules.synthetic import ensure_synthetic
+
+    cfg = compose_config(overrides_for(tmp_path, f"algorithm={algorithm}", "trainer.max_epochs=1",
+                                       "trainer.limit_train_batches=2", "model.hidden=16"))
+    results = train.run(cfg)
+    assert evaluate.main([str(tmp_path / "run")]) == 0
+    saved = yaml.safe_load((tmp_path / "run" / "eval" / "synthetic_test" / "results.yaml").read_text())
+    assert abs(saved["accuracy"] - results["test/acc"]) < 1e-6
+    test_file = ensure_synthetic(cfg.data) / "synthetic_test.h5"
+    ranked = predict.predict(tmp_path / "run", test_file, top=1, samples=20)
+    assert len(ranked) == 20 and all(len(r) == 1 for r in ranked)
+
+
+def test_predict_given_a_file_of_another_kind_says_which_kinds_it_reads(tmp_path, capsys):
+    from spikebench import predict
+
+    train.run(compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                                           "model.hidden=16", "test=false")))
+    (tmp_path / "notes.txt").write_text("not spikes")
+    assert predict.main([str(tmp_path / "run"), str(tmp_path / "notes.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "neither an SHD-format file" in err[0] and "download" not in err[0]
+

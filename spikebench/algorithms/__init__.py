@@ -6,6 +6,7 @@ names to "module:Class". Algorithms never import each other.
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import importlib
 
 from omegaconf import DictConfig
@@ -24,7 +25,7 @@ REGISTRY: dict[str, str] = {
 def get_algorithm(name: str) -> type[ClassifierModule]:
     """The LightningModule class registered under `name`."""
     if name not in REGISTRY:
-        raise ValueError(f"unknown algorithm '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
+        raise ConfigError(f"unknown algorithm '{name}'; choose one of: {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

@@ -10,6 +10,7 @@ also measured: its step memory (algorithms/measure.py), logged once per run as `
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import abc
 import time
 from dataclasses import asdict, dataclass
@@ -19,10 +20,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .distributed import average_gradients, batch_over_processes
+from .distributed import average_gradients, batch_over_processes, reduce_over_processes, world_size
 from .losses import Objective
 from .measure import step_memory
-from .metrics import Activity, MulticlassAccuracy, MulticlassConfusionMatrix, activity_stats
+from .metrics import Activity, MeanMetric, MulticlassAccuracy, MulticlassConfusionMatrix, activity_stats
 from .network import SNN, InitParams
 from .neuron import LIFParams
 from .trace import Connection, Trace, previous_step
@@ -124,12 +125,12 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         form = cfg.loss.get("reg_form", "gradient")
         if form not in self.reg_forms:
             others = "; loss.reg_form=published is EventProp's (algorithm=eventprop)" if form == "published" else ""
-            raise ValueError(f"unknown loss.reg_form '{form}' for {type(self).__name__}; choose one of: "
+            raise ConfigError(f"unknown loss.reg_form '{form}' for {type(self).__name__}; choose one of: "
                              f"{', '.join(self.reg_forms)}{others}")
         if cfg.optim.name not in OPTIMIZERS:
-            raise ValueError(f"unknown optim.name '{cfg.optim.name}'; choose one of: {', '.join(OPTIMIZERS)}")
+            raise ConfigError(f"unknown optim.name '{cfg.optim.name}'; choose one of: {', '.join(OPTIMIZERS)}")
         if cfg.optim.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown optim.scheduler '{cfg.optim.scheduler}'; choose one of: {', '.join(SCHEDULERS)}")
+            raise ConfigError(f"unknown optim.scheduler '{cfg.optim.scheduler}'; choose one of: {', '.join(SCHEDULERS)}")
         self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
         self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
         self._step_mem_logged = False
@@ -137,6 +138,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         # one accuracy and one activity metric per stage ("train" cannot be a ModuleDict key: Module.train)
         self.epoch_metrics = torch.nn.ModuleDict({
             **{f"{s}_acc": MulticlassAccuracy(n_classes, average="micro") for s in STAGES},
+            **{f"{s}_loss": MeanMetric().set_dtype(torch.float64) for s in STAGES},  # sums of float64, whatever the precision
             **{f"{s}_activity": Activity(self.net.n_hidden) for s in STAGES},
         })
         self.test_confusion = MulticlassConfusionMatrix(n_classes)
@@ -232,8 +234,12 @@ class ClassifierModule(L.LightningModule, abc.ABC):
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.optim.grad_clip)
         opt.step()
         self._record(out, x, y, "train")
-        self.log("train/loss", out.loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
-        self.log("train/acc", self.epoch_metrics["train_acc"], on_epoch=True, prog_bar=True)
+        # the epoch's training loss: the mean over steps of the step's loss on the global batch (the processes step
+        # together, so this collective is in the same place on each; evaluation steps have no such lockstep)
+        self.epoch_metrics["train_loss"].update(reduce_over_processes(float(out.loss), "sum", self.device) / world_size())
+        # this process's batch, for the progress bar: no collective (see _end_epoch)
+        self.log("train/loss_step", out.loss.detach(), prog_bar=True)
+        self.log("train/acc_step", (out.logits.argmax(-1) == y).float().mean(), prog_bar=True)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")
@@ -248,8 +254,6 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         if stage == "test":
             self.test_confusion.update(out.logits, y)
             self.test_predictions.append(torch.stack([y, out.logits.argmax(-1)], dim=1).cpu())
-        self.log(f"{stage}/loss", out.loss, on_epoch=True, prog_bar=stage == "val", batch_size=len(y), sync_dist=True)
-        self.log(f"{stage}/acc", self.epoch_metrics[f"{stage}_acc"], on_epoch=True, prog_bar=stage == "val")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["class_names"] = self.class_names
@@ -260,13 +264,16 @@ class ClassifierModule(L.LightningModule, abc.ABC):
     # -- activity, cost and memory statistics per epoch ---------------------------------------
 
     def _record(self, out: StepOutput, x: torch.Tensor, y: torch.Tensor, stage: str) -> None:
-        self.epoch_metrics[f"{stage}_acc"](out.logits, y)  # forward: the batch's value for on_step logs, and the epoch's update
+        self.epoch_metrics[f"{stage}_acc"].update(out.logits.detach(), y)
+        if stage != "train":  # validation and test: weighted by batch (batches may differ between processes)
+            self.epoch_metrics[f"{stage}_loss"].update(out.loss.detach(), len(y))
         self.epoch_metrics[f"{stage}_activity"].update(out.hidden_counts, x)
         t0, samples, saved = self._clock[stage]
         self._clock[stage] = (t0, samples + x.shape[0], max(saved, out.saved_bytes or 0))
 
     def _start_epoch(self, stage: str) -> None:
-        self.epoch_metrics[f"{stage}_activity"].reset()
+        for kind in ("acc", "loss", "activity"):
+            self.epoch_metrics[f"{stage}_{kind}"].reset()
         self._clock[stage] = (time.perf_counter(), 0, 0)
 
     def _epoch_stats(self, stage: str) -> dict[str, float]:
@@ -299,14 +306,28 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self.test_predictions = []
 
     def _log_epoch(self, name: str, value: float) -> None:
-        """An epoch figure, over processes when there are several: the activity statistics are already global
-        (equal on every process), samples per second add up, times and memory are the largest process's."""
+        """An epoch figure, over processes when there are several: the activity statistics, accuracy and loss are
+        already global (equal on every process), samples per second add up, times and memory are the largest
+        process's. Logged as a plain value: every collective happens here, in the module's epoch-end hooks, in the
+        same order on every process — a value logged with `sync_dist` would be reduced whenever a callback first
+        reads it, and the progress bar reads on the first process only, so the processes' collectives would
+        cross and wait for each other for ever."""
         how = {"samples_per_s": "sum", "epoch_s": "max", "saved_bytes": "max", "step_mem_bytes": "max",
-               "gpu_peak_bytes": "max"}.get(name.split("/")[-1], "mean")
-        self.log(name, float(value), sync_dist=True, reduce_fx=how)
+               "gpu_peak_bytes": "max"}.get(name.split("/")[-1])
+        value = reduce_over_processes(float(value), how, self.device) if how else float(value)
+        self.log(name, torch.tensor(value, dtype=torch.float64), prog_bar=name == "val/acc")  # a float would become float32
+
+    def _end_epoch(self, stage: str) -> dict[str, float]:
+        """The epoch's global accuracy and mean loss (collectives, on every process) and its other statistics."""
+        acc = float(self.epoch_metrics[f"{stage}_acc"].compute())
+        loss = float(self.epoch_metrics[f"{stage}_loss"].compute())
+        suffix = "_epoch" if stage == "train" else ""  # train/loss_step and train/acc_step are the batches'
+        self._log_epoch(f"{stage}/acc{suffix}", acc)
+        self._log_epoch(f"{stage}/loss{suffix}", loss)
+        return self._epoch_stats(stage)
 
     def on_train_epoch_end(self) -> None:
-        for k, v in self._epoch_stats("train").items():
+        for k, v in self._end_epoch("train").items():
             self._log_epoch(f"train/{k}", v)
         if self._step_mem_bytes is not None and not self._step_mem_logged:
             self._log_epoch("train/step_mem_bytes", float(self._step_mem_bytes))  # once per run
@@ -316,12 +337,12 @@ class ClassifierModule(L.LightningModule, abc.ABC):
             sched.step()
 
     def on_validation_epoch_end(self) -> None:
-        for k, v in self._epoch_stats("val").items():
+        for k, v in self._end_epoch("val").items():
             if k in ("rate_hz", "silent_frac", "synops"):
                 self._log_epoch(f"val/{k}", v)
 
     def on_test_epoch_end(self) -> None:
-        for k, v in self._epoch_stats("test").items():
+        for k, v in self._end_epoch("test").items():
             if k in ("rate_hz", "silent_frac", "synops", "samples_per_s"):
                 self._log_epoch(f"test/{k}", v)
         self.confusion = self.test_confusion.compute().cpu()

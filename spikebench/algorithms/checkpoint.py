@@ -3,12 +3,13 @@ data shape (what `ckpt_path=`, `resume=`, evaluate.py and predict.py check befor
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConfigError):
     """A checkpoint that is missing, unreadable or of another network; the message is one line."""
 
 

@@ -65,6 +65,16 @@ def summed_mean(total: torch.Tensor, n: int) -> torch.Tensor:
     return (buf[:-1] / buf[-1]).view_as(total).to(total.dtype)
 
 
+def reduce_over_processes(value: float, how: str, device: torch.device | None = None) -> float:
+    """`value` summed (how="sum") or maximised (how="max") over the processes; `value` itself on one. `device`: where
+    the backend reduces (NCCL: the process's GPU)."""
+    if world_size() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if how == "sum" else dist.ReduceOp.MAX)
+    return float(t)
+
+
 def average_gradients(params: Iterable[torch.Tensor]) -> None:
     """Replace every `.grad` by its mean over the processes (one all-reduce of all gradients); no-op on one."""
     n = world_size()

@@ -85,6 +85,7 @@ memory is O(K · neurons) + O(synapses) for any trial length T (plus the T numbe
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 
 import torch
@@ -248,21 +249,21 @@ class EProp(SpikingModule):
         super().__init__(cfg, data)
         a = self.cfg.algorithm
         if a.feedback not in FEEDBACKS:
-            raise ValueError(f"unknown algorithm.feedback '{a.feedback}'; choose one of: {', '.join(FEEDBACKS)}")
+            raise ConfigError(f"unknown algorithm.feedback '{a.feedback}'; choose one of: {', '.join(FEEDBACKS)}")
         if self.cfg.loss.kind not in LOSSES:
-            raise ValueError(
+            raise ConfigError(
                 f"loss.kind '{self.cfg.loss.kind}' is not supported by e-prop; choose one of: {', '.join(LOSSES)}"
             )
         if not a.gamma > 0:
-            raise ValueError(f"algorithm.gamma must be > 0, got {a.gamma}")
+            raise ConfigError(f"algorithm.gamma must be > 0, got {a.gamma}")
         if not (isinstance(a.chunk, int) and a.chunk >= 1):
-            raise ValueError(f"algorithm.chunk must be an integer >= 1 (steps per block), got {a.chunk}")
+            raise ConfigError(f"algorithm.chunk must be an integer >= 1 (steps per block), got {a.chunk}")
         if not a.alif_beta >= 0:
-            raise ValueError(f"algorithm.alif_beta must be >= 0 (0: plain LIF), got {a.alif_beta}")
+            raise ConfigError(f"algorithm.alif_beta must be >= 0 (0: plain LIF), got {a.alif_beta}")
         if not a.alif_tau > 0:
-            raise ValueError(f"algorithm.alif_tau must be > 0 seconds, got {a.alif_tau}")
+            raise ConfigError(f"algorithm.alif_tau must be > 0 seconds, got {a.alif_tau}")
         if not self.net.hidden.threshold > 0:
-            raise ValueError(f"model.threshold must be > 0 for e-prop's ψ, got {self.net.hidden.threshold}")
+            raise ConfigError(f"model.threshold must be > 0 for e-prop's ψ, got {self.net.hidden.threshold}")
         self.gamma, self.chunk, self.feedback = float(a.gamma), int(a.chunk), str(a.feedback)
         self.beta_a, self.rho = float(a.alif_beta), math.exp(-self.net.hidden.dt / float(a.alif_tau))
         if self.feedback == "random":

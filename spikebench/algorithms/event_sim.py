@@ -29,6 +29,7 @@ Shapes: frames (batch, time, inputs); per-block drive (steps, batch, hidden); sp
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ from .neuron import LIFParams
 
 def _check_taus(p: LIFParams, what: str) -> None:
     if abs(p.tau_mem - p.tau_syn) < 1e-12:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: tau_mem must differ from tau_syn for the closed-form flow of algorithm.time_mode=exact"
         )
 
@@ -144,7 +145,7 @@ class InputSpikes:
     def __init__(self, row: torch.Tensor, ch: torch.Tensor, val: torch.Tensor, shape: tuple[int, int, int],
                  block: int) -> None:
         if block < 1:
-            raise ValueError(f"algorithm.block_steps must be >= 1, got {block}")
+            raise ConfigError(f"algorithm.block_steps must be >= 1, got {block}")
         self.row, self.ch, self.val, self.block = row, ch, val, block
         self.batch, self.steps, self.n_in = shape
         counts = torch.bincount(row, minlength=self.steps * self.batch)

@@ -51,6 +51,7 @@ they fire the same spikes (dt = 0.1 ms), the cosine is ≥ 0.9 (tests).
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 from dataclasses import dataclass
 
 import torch
@@ -318,20 +319,20 @@ class EventProp(SpikingModule):
         super().__init__(cfg, data)
         a = self.cfg.algorithm
         if a.time_mode not in TIME_MODES:
-            raise ValueError(f"unknown algorithm.time_mode '{a.time_mode}'; choose one of: {', '.join(TIME_MODES)}")
+            raise ConfigError(f"unknown algorithm.time_mode '{a.time_mode}'; choose one of: {', '.join(TIME_MODES)}")
         if self.cfg.loss.kind not in LOSS_KINDS:
-            raise ValueError(f"unknown loss.kind '{self.cfg.loss.kind}'; choose one of: {', '.join(LOSS_KINDS)}")
+            raise ConfigError(f"unknown loss.kind '{self.cfg.loss.kind}'; choose one of: {', '.join(LOSS_KINDS)}")
         for key in ("first_spike_tau0", "first_spike_tau1"):
             if not a[key] > 0:
-                raise ValueError(f"algorithm.{key} must be > 0 seconds, got {a[key]}")
+                raise ConfigError(f"algorithm.{key} must be > 0 seconds, got {a[key]}")
         for key in ("vdot_floor", "silent_lift", "first_spike_alpha"):
             if a[key] < 0:
-                raise ValueError(f"algorithm.{key} must be >= 0, got {a[key]}")
+                raise ConfigError(f"algorithm.{key} must be >= 0, got {a[key]}")
         form = self.cfg.loss.get("reg_form", "gradient")
         published = (float(self.cfg.loss.reg_strength), float(self.cfg.loss.reg_target)) if (
             form == "published" and self.cfg.loss.reg_strength) else None
         if not a.block_steps >= 1:
-            raise ValueError(f"algorithm.block_steps must be >= 1, got {a.block_steps}")
+            raise ConfigError(f"algorithm.block_steps must be >= 1, got {a.block_steps}")
         self.setup_ = Setup(
             self.net.hidden, self.net.readout_params, self.cfg.loss.kind, a.time_mode == "exact", float(a.vdot_floor),
             int(a.block_steps), published,
@@ -397,4 +398,4 @@ class EventProp(SpikingModule):
             if bool(silent.any()):
                 with torch.no_grad():
                     self.net.w_in[:, silent] += lift
-            self.log("train/lifted", float(silent.sum()), sync_dist=True)  # equal on every process
+            self.log("train/lifted", float(silent.sum()))  # equal on every process (global counts): no collective

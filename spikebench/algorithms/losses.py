@@ -14,6 +14,7 @@ c · mean_j (N̄_j − ν)², with N̄_j the batch-mean spike count of hidden ne
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import torch
 import torch.nn.functional as F
 
@@ -30,7 +31,7 @@ def time_weights(steps: int, kind: str, dtype: torch.dtype, device: torch.device
     if kind == "sum_exp":
         t = torch.arange(steps, dtype=dtype, device=device)
         return torch.exp(-t / steps) / steps
-    raise ValueError(f"readout '{kind}' has no time weights; linear readouts are sum, sum_exp")
+    raise ConfigError(f"readout '{kind}' has no time weights; linear readouts are sum, sum_exp")
 
 
 def readout_time_kernel(steps: int, kind: str, readout: LIFParams, dtype: torch.dtype, device: torch.device
@@ -48,11 +49,11 @@ def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "max":
         return v_out.amax(dim=1)
     if kind == "first_spike":
-        raise ValueError("loss.kind=first_spike needs output spike times; only algorithm=eventprop supports it")
+        raise ConfigError("loss.kind=first_spike needs output spike times; only algorithm=eventprop supports it")
     if kind in ("sum", "sum_exp"):
         w = time_weights(v_out.shape[1], kind, v_out.dtype, v_out.device)
         return torch.einsum("btk,t->bk", v_out, w)
-    raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
+    raise ConfigError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
 
 
 def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float) -> torch.Tensor:
@@ -67,7 +68,7 @@ class Objective:
 
     def __init__(self, kind: str = "sum_exp", reg_strength: float = 0.0, reg_target: float = 0.0) -> None:
         if kind not in LOSS_KINDS:
-            raise ValueError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
+            raise ConfigError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
         self.kind, self.reg_strength, self.reg_target = kind, reg_strength, reg_target
 
     def __call__(

@@ -20,6 +20,7 @@ so its `rate_hz` is an activation rate (dense: about 1/dt), not a spike rate.
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 
 import torch
@@ -51,9 +52,9 @@ class LSTMNet(nn.Module):
     ) -> None:
         super().__init__()
         if layers < 1:
-            raise ValueError(f"algorithm.layers must be >= 1, got {layers}")
+            raise ConfigError(f"algorithm.layers must be >= 1, got {layers}")
         if readout not in LSTM_READOUTS:
-            raise ValueError(f"unknown algorithm.readout '{readout}'; choose one of: {', '.join(LSTM_READOUTS)}")
+            raise ConfigError(f"unknown algorithm.readout '{readout}'; choose one of: {', '.join(LSTM_READOUTS)}")
         self.n_in, self.n_hidden, self.n_out, self.recurrent = n_in, n_hidden, n_out, recurrent
         self.readout_kind, self.readout_params = readout, readout_params
         self.lstm = nn.LSTM(n_in, n_hidden, num_layers=layers, batch_first=True)
@@ -116,7 +117,7 @@ class LSTMReference(ClassifierModule):
 
     def __init__(self, cfg, data) -> None:
         super().__init__(cfg, data)
-        self.objective = Objective(cfg.loss.kind, 0.0, 0.0)  # no spikes for the spike-count regulariser
+        self.objective = Objective(self.cfg.loss.kind, 0.0, 0.0)  # no spikes for the spike-count regulariser
 
     def build_network(self, cfg: DictConfig) -> LSTMNet:
         a = cfg.algorithm

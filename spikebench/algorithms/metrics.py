@@ -2,7 +2,8 @@
 training runs on several (their states are reduced before `compute`, so N processes report what one process
 would on the whole data).
 
-- accuracy: torchmetrics' MulticlassAccuracy (micro: the fraction of samples classified right);
+- accuracy: torchmetrics' MulticlassAccuracy (micro: the fraction of samples classified right); the loss: MeanMetric
+  weighted by batch size;
 - the confusion matrix of the test set: MulticlassConfusionMatrix (rows: true class, columns: predicted);
 - `Activity`: hidden spike counts per neuron, input spikes and samples, from which the epoch's spike rate, the
   fraction of silent neurons and the synaptic operations per sample follow (`activity_stats`).
@@ -11,10 +12,10 @@ would on the whole data).
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-__all__ = ["Activity", "MulticlassAccuracy", "MulticlassConfusionMatrix", "activity_stats"]
+__all__ = ["Activity", "MeanMetric", "MulticlassAccuracy", "MulticlassConfusionMatrix", "activity_stats"]
 
 
 class Activity(Metric):

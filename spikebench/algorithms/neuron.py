@@ -36,6 +36,7 @@ on CUDA tensors and a compiled C++ loop on CPU tensors (algorithms/kernels/), te
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -63,13 +64,13 @@ class LIFParams:
     def __post_init__(self) -> None:
         for name in ("dt", "tau_mem", "tau_syn"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"model.{name} must be > 0 seconds, got {getattr(self, name)}")
+                raise ConfigError(f"model.{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.integration not in INTEGRATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"model.integration must be one of {', '.join(INTEGRATIONS)}; got '{self.integration}'"
             )
         if self.backend not in kernels.BACKENDS:
-            raise ValueError(f"model.backend must be one of {', '.join(kernels.BACKENDS)}; got '{self.backend}'")
+            raise ConfigError(f"model.backend must be one of {', '.join(kernels.BACKENDS)}; got '{self.backend}'")
 
     @property
     def alpha(self) -> float:
@@ -105,7 +106,7 @@ def input_gain(tau_mem: torch.Tensor, tau_syn: torch.Tensor, dt: float, integrat
     if integration == "held":
         return 1.0 - alpha
     if integration != "exact":
-        raise ValueError(f"model.integration must be one of {', '.join(INTEGRATIONS)}; got '{integration}'")
+        raise ConfigError(f"model.integration must be one of {', '.join(INTEGRATIONS)}; got '{integration}'")
     diff = tau_syn - tau_mem
     near = diff.abs() <= 1e-6 * tau_mem
     safe = torch.where(near, torch.ones_like(diff), diff)

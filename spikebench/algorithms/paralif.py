@@ -31,6 +31,7 @@ the contiguous axis of the filters and every projection is one matrix product wi
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 from dataclasses import replace
 
@@ -107,10 +108,10 @@ class ParaLIFSpikes:
 
     def __init__(self, mode: str, surrogate: str = "fast_sigmoid", slope: float = 10.0, gs_temperature: float = 1.0):
         if mode not in SPIKE_MODES:
-            raise ValueError(f"unknown algorithm.spike_mode '{mode}'; choose one of: {', '.join(SPIKE_MODES)}")
+            raise ConfigError(f"unknown algorithm.spike_mode '{mode}'; choose one of: {', '.join(SPIKE_MODES)}")
         get_surrogate(surrogate)
         if not gs_temperature > 0:
-            raise ValueError(f"algorithm.gs_temperature must be > 0, got {gs_temperature}")
+            raise ConfigError(f"algorithm.gs_temperature must be > 0, got {gs_temperature}")
         self.mode, self.surrogate, self.slope, self.gs_temperature = mode, surrogate, slope, gs_temperature
         self.generator = "GS" if mode == "GS" else mode[-1]
         self.normalise = NORMALISATIONS[mode[:-1] if mode != "GS" else ""]
@@ -165,9 +166,9 @@ class ParaLIFLayer(nn.Module):
     ) -> None:
         super().__init__()
         if membrane not in ("scan", "fft"):
-            raise ValueError(f"unknown algorithm.membrane '{membrane}'; choose one of: scan, fft")
+            raise ConfigError(f"unknown algorithm.membrane '{membrane}'; choose one of: scan, fft")
         if chunk < 1:
-            raise ValueError(f"algorithm.chunk must be >= 1, got {chunk}")
+            raise ConfigError(f"algorithm.chunk must be >= 1, got {chunk}")
         self.dt, self.spike_fn, self.membrane, self.chunk = neuron.dt, spike_fn, membrane, chunk
         self.integration = neuron.integration
         self.w_in = nn.Parameter((in_mean + in_std * torch.randn(n_in, n_out)) / math.sqrt(n_in))
@@ -232,7 +233,7 @@ class ParaLIFNet(nn.Module):
     ) -> None:
         super().__init__()
         if layers < 1:
-            raise ValueError(f"algorithm.layers must be >= 1, got {layers}")
+            raise ConfigError(f"algorithm.layers must be >= 1, got {layers}")
         self.n_in, self.n_hidden, self.n_out, self.recurrent = n_in, n_hidden, n_out, recurrent
         self.readout_params, self.membrane, self.chunk = readout, membrane, chunk
         self.layers = nn.ModuleList(
@@ -309,7 +310,7 @@ class ParaLIF(SpikingModule):
         hidden, readout = lif_params_from_config(cfg, self.data_shape.dt)
         threshold = cfg.model.threshold if a.threshold is None else float(a.threshold)
         if not spike_fn.stochastic and not threshold < spike_fn.max_drive():
-            raise ValueError(
+            raise ConfigError(
                 f"algorithm.threshold {threshold} is never reached in spike_mode {a.spike_mode} (its drive stays "
                 f"below {spike_fn.max_drive()}); set algorithm.threshold lower"
             )

@@ -23,6 +23,7 @@ filters and every projection is one matrix product without copies.
 from __future__ import annotations
 
 
+from spikebench.errors import ConfigError
 import torch
 import torch.nn.functional as F
 
@@ -179,7 +180,7 @@ def lif_membrane(
         return fft_filter(a, lif_transfer(tau_mem, tau_syn, dt, a.shape[-1]))
     if method == "scan":
         return LIFFilter.apply(a, dt / tau_mem, dt / tau_syn, chunk)
-    raise ValueError(f"unknown algorithm.membrane '{method}'; choose one of: scan, fft")
+    raise ConfigError(f"unknown algorithm.membrane '{method}'; choose one of: scan, fft")
 
 
 def previous_step_time_last(v: torch.Tensor) -> torch.Tensor:

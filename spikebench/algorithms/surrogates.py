@@ -8,6 +8,7 @@ spiking neural networks"). Each function here maps (u, slope) to σ'(u).
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 from typing import Callable
 
@@ -51,7 +52,7 @@ def get_surrogate(name: str) -> SurrogateFn:
     try:
         return SURROGATES[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown surrogate '{name}'; choose one of: {', '.join(sorted(SURROGATES))}"
         ) from None
 

@@ -11,13 +11,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
+import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from spikebench.errors import ConfigError, UserError  # noqa: F401 - re-exported
 
 from .schema import ALGORITHMS, TrainConfig
 
@@ -28,11 +34,17 @@ GROUPS = ("algorithm", "data", "logger", "experiment")
 # use_distributed_sampler=False (the datamodule splits the data over processes itself: datamodules.spikes).
 TRAINER_RESERVED = ("default_root_dir", "logger", "callbacks", "use_distributed_sampler")
 LEGACY_TRAINER_KEYS = {"progress_bar": "enable_progress_bar"}  # saved configs of earlier versions → Trainer's names
+# Trainer arguments that manual optimisation does not allow: (the value that is allowed, what to do instead)
+MANUAL_OPTIMISATION_REFUSES = {
+    "gradient_clip_val": (None, "training uses manual optimisation (each algorithm computes its own gradient); "
+                                "clip with optim.grad_clip=<max norm> instead"),
+    "gradient_clip_algorithm": (None, "training uses manual optimisation; optim.grad_clip clips the gradient's norm"),
+    "accumulate_grad_batches": (1, "training uses manual optimisation; use a larger data.batch_size instead"),
+}
+PRECISIONS = ("32-true", "32", "64-true", "64")
 TYPE_NAMES = {"Integer": "int", "Float": "float", "Boolean": "bool", "String": "str"}
 
 
-class ConfigError(ValueError):
-    """A bad config: unknown key or group choice, a value of the wrong type or out of range."""
 
 
 def did_you_mean(word: str, valid: list[str], what: str = "") -> str:
@@ -108,6 +120,8 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
         if isinstance(value, DictConfig):
             check_ranges(value, f"{prefix}{f.name}.")
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{f.name}={value}: must be a finite number")
         meta = f.metadata
         if value is None or not meta or isinstance(value, bool):
             continue
@@ -122,10 +136,14 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
 
 
 def check_trainer(trainer: DictConfig) -> None:
-    """Every key of the trainer block is an argument of lightning.Trainer that train.run does not set itself."""
+    """Every key of the trainer block is an argument of lightning.Trainer that train.run does not set itself and
+    that manual optimisation (every algorithm's: the gradient is the algorithm's own) allows; its value's type is
+    checked by constructing a Trainer with the block (it writes nothing), so that Lightning's refusals come here,
+    as one line, before any run folder exists."""
     import lightning as L
 
     valid = [p for p in inspect.signature(L.Trainer.__init__).parameters if p not in ("self", *TRAINER_RESERVED)]
+    hints = typing.get_type_hints(L.Trainer.__init__)
     for key in trainer:
         if key in TRAINER_RESERVED:
             raise ConfigError(f"trainer.{key} is set by train.py (the run folder, its loggers and checkpoints; "
@@ -133,6 +151,72 @@ def check_trainer(trainer: DictConfig) -> None:
         if key not in valid:
             raise ConfigError(f"unknown config key 'trainer.{key}': not an argument of lightning.Trainer; "
                               f"{did_you_mean(str(key), valid, 'trainer.')}valid keys: {', '.join(valid)}")
+        expected = hints.get(key)
+        if expected is not None and not fits(trainer[key], expected):
+            raise ConfigError(f"trainer.{key}={trainer[key]!r}: expected {type_name(expected)} (lightning.Trainer's "
+                              f"annotation)")
+        if key in MANUAL_OPTIMISATION_REFUSES and trainer[key] != MANUAL_OPTIMISATION_REFUSES[key][0]:
+            raise ConfigError(f"trainer.{key}={trainer[key]}: {MANUAL_OPTIMISATION_REFUSES[key][1]}")
+    precision = str(trainer.get("precision", "32-true"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision}: choose one of {', '.join(PRECISIONS)} (mixed precision is not "
+                          "supported: the algorithms compute their own gradients, without Lightning's loss scaling)")
+    import logging
+    import warnings
+
+    quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in quiet]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in quiet:  # the device summary and tips of a Trainer that never runs
+            lg.setLevel(logging.WARNING)
+        try:
+            L.Trainer(logger=False, enable_checkpointing=False, **OmegaConf.to_container(trainer, resolve=True))
+        except Exception as err:  # noqa: BLE001 - Lightning refuses values with AssertionError, TypeError, ValueError, its own
+            line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"the trainer block was refused by lightning.Trainer: {line}") from None
+        finally:
+            for lg, level in zip(quiet, levels):
+                lg.setLevel(level)
+
+
+def fits(value: Any, tp: Any) -> bool:
+    """Whether a config value (YAML scalars, lists, dicts) fits a type annotation; classes a YAML value can never be
+    (an Accelerator, a timedelta) are left to the Trainer's own checks."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is type(None):
+        return value is None
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        return isinstance(value, (list, tuple, ListConfig))
+    if origin is dict or tp is dict:
+        return isinstance(value, (dict, DictConfig))
+    return not isinstance(value, (bool, int, float, str, type(None)))  # some other class: no YAML value is one
+
+
+def type_name(tp: Any) -> str:
+    names = []
+    for a in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,):
+        if a is type(None):
+            names.append("null")
+        elif typing.get_origin(a) is typing.Literal:
+            names += [repr(v) for v in typing.get_args(a)]
+        elif isinstance(a, type) and a.__module__ == "builtins":
+            names.append(TYPE_NAMES.get(a.__name__.capitalize(), a.__name__))
+    return " or ".join(dict.fromkeys(names)) or str(tp)
 
 
 def load_structured(schema: type, path: Path, items: list[str], prefix: str) -> DictConfig:
@@ -263,6 +347,10 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None, onl
 def finish(cfg: DictConfig, pairs: list[tuple[str, Any]]) -> DictConfig:
     """The dotted overrides applied, then every check of a train config; data.root made absolute."""
     for key, value in pairs:
+        if key.startswith("trainer.") and key[len("trainer."):] in LEGACY_TRAINER_KEYS:  # commands of earlier versions
+            now = f"trainer.{LEGACY_TRAINER_KEYS[key[len('trainer.'):]]}"
+            print(f"note: {key} is now {now}", file=sys.stderr)
+            key = now
         set_key(cfg, key, value)
     _check_complete(cfg)
     check_ranges(cfg)

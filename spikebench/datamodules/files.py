@@ -20,11 +20,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from spikebench.errors import DataError
+
 SUFFIXES = (".h5", ".h5.gz", ".h5.zip")
 
 
-class DataError(Exception):
-    """A data file is missing, corrupt or does not fit the config; the message says what to do."""
 
 
 @dataclass

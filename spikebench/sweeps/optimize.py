@@ -23,11 +23,13 @@ best.yaml (an experiment file), best_command.txt (`python train.py …`), histor
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import logging
 import os
 import socket
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from optuna.trial import TrialState
 from spikebench.configs import CONFIG_DIR, ConfigError, compose_config, load_structured
 from spikebench.configs.schema import SweepConfig
 from spikebench.datamodules import build_datamodule
-from spikebench.train import run
+from spikebench.train import quiet_lightning, run
 
 from . import search_space, study_report
 from .storage import StorageLost, corrupt_journal, make_storage, mask_password, split_password
@@ -50,9 +52,10 @@ TRIAL_DEFAULTS = ["trainer.enable_progress_bar=false", "logger=wandb"]  # before
 TRIAL_FIXED = ["test=false", "plots=false"]  # after them: a trial selects on validation and never opens the test file
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# A trial that fails because of its own parameters (NaN loss, an invalid combination, out of memory) is recorded as
-# FAIL and the study goes on; data and config errors (DataError, ConfigError) stop it, as every trial would fail.
-TRIAL_ERRORS = (FloatingPointError, ValueError, RuntimeError)
+# A trial that fails because of its own parameters (NaN loss, out of memory) or a bug is recorded as FAIL, with its
+# traceback in the trial's log, and the study goes on; the user's errors (spikebench.errors.UserError: ConfigError,
+# DataError, none of them a ValueError) stop it, as every trial would fail alike.
+TRIAL_ERRORS = (Exception,)  # Optuna records each as a failed trial; TrialObjective keeps a UserError to stop the study
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,6 +163,7 @@ class TrialObjective:
                  objective: str = "best") -> None:
         self.study_name, self.out_dir, self.overrides, self.space = study_name, out_dir, overrides, space
         self.objective = objective  # best: the best epoch's val/acc; last: the last epoch's
+        self.user_error: UserError | None = None  # a user's mistake met in a trial: every trial would fail alike
 
     def trial_config(self, trial: optuna.Trial, params: dict[str, Any]) -> DictConfig:
         trial_dir = self.out_dir / f"trial-{trial.number:04d}"
@@ -179,6 +183,15 @@ class TrialObjective:
         cpu0 = time.process_time()
         try:
             results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")])
+        except UserError as err:  # the trial is recorded as failed, then optimize() stops the study with this line
+            self.user_error = err
+            raise
+        except optuna.TrialPruned:
+            raise
+        except Exception:  # a bug or a failure of this trial: the study goes on, the traceback stays with the trial
+            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(cfg.output_dir) / "error.log").write_text(traceback.format_exc())
+            raise
         finally:  # pruned and failed trials spent time too
             trial.set_user_attr("cpu_s", time.process_time() - cpu0)
         trial.set_user_attr("epochs", results["epochs"])
@@ -305,6 +318,8 @@ def optimize(argv: list[str]) -> optuna.Study:
             raise RuntimeError(f"{progress.failures} trials of this worker failed; see the errors above")
         try:
             study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[progress], gc_after_trial=True)
+            if objective.user_error is not None:
+                raise objective.user_error
         except Exception as err:
             if getattr(storage, "lost", None):
                 raise RuntimeError(storage.lost) from None
@@ -375,11 +390,8 @@ def finish(study: optuna.Study, out_dir: Path, scfg: DictConfig, user: list[str]
 def _quiet_libraries() -> None:
     """Per-trial library chatter off: Optuna's trial lines (ours replace them), Lightning's banners."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_lightning()
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for message in ("does not have many workers", "exists and is not empty", "LeafSpec", "smaller than the logging interval"):
-        warnings.filterwarnings("ignore", message=f".*{message}.*")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         optimize(argv)
-    except (ConfigError, DataError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except (RuntimeError, StorageLost) as err:

@@ -13,6 +13,7 @@ the best trial's ready-to-run command line shows.
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class Param:
         if self.kind == "categorical":
             return list(self.choices)
         if points < 2:
-            raise ValueError(f"sweep.grid_points={points}: need at least 2 values per range")
+            raise ConfigError(f"sweep.grid_points={points}: need at least 2 values per range")
         if self.log:
             ratio = (self.high / self.low) ** (1.0 / (points - 1))
             values = [self.low * ratio**i for i in range(points)]
@@ -75,15 +76,15 @@ def number(key: str, field: str, value: Any) -> float | int:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"search space entry {key}: {field}={value!r} is not a number") from None
+        raise ConfigError(f"search space entry {key}: {field}={value!r} is not a number") from None
 
 
 def _param(key: str, spec: Any) -> Param:
     if not isinstance(spec, dict):
-        raise ValueError(f"search space entry {key}: expected a mapping like {{low: 1, high: 2}} or {{choices: [a, b]}}")
+        raise ConfigError(f"search space entry {key}: expected a mapping like {{low: 1, high: 2}} or {{choices: [a, b]}}")
     unknown = set(spec) - {"type", "low", "high", "log", "step", "choices", "grid"}
     if unknown:
-        raise ValueError(f"search space entry {key}: unknown fields {sorted(unknown)}; valid: type, low, high, log, step, choices, grid")
+        raise ConfigError(f"search space entry {key}: unknown fields {sorted(unknown)}; valid: type, low, high, log, step, choices, grid")
     kind = spec.get("type")
     if kind is None:
         if "choices" in spec:
@@ -93,22 +94,22 @@ def _param(key: str, spec: Any) -> Param:
         else:
             kind = "float"
     if kind not in KINDS:
-        raise ValueError(f"search space entry {key}: type '{kind}'; choose one of: {', '.join(KINDS)}")
+        raise ConfigError(f"search space entry {key}: type '{kind}'; choose one of: {', '.join(KINDS)}")
     grid = tuple(spec["grid"]) if spec.get("grid") is not None else None
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
-            raise ValueError(f"search space entry {key}: categorical needs a non-empty `choices` list")
+            raise ConfigError(f"search space entry {key}: categorical needs a non-empty `choices` list")
         return Param(key, kind, choices=tuple(choices), grid=grid)
     if "low" not in spec or "high" not in spec:
-        raise ValueError(f"search space entry {key}: a {kind} range needs `low` and `high`")
+        raise ConfigError(f"search space entry {key}: a {kind} range needs `low` and `high`")
     low, high, log, step = number(key, "low", spec["low"]), number(key, "high", spec["high"]), bool(spec.get("log", False)), spec.get("step")
     if not low < high:
-        raise ValueError(f"search space entry {key}: low={low} must be below high={high}")
+        raise ConfigError(f"search space entry {key}: low={low} must be below high={high}")
     if log and low <= 0:
-        raise ValueError(f"search space entry {key}: log: true needs low > 0 (got {low})")
+        raise ConfigError(f"search space entry {key}: log: true needs low > 0 (got {low})")
     if log and step is not None:
-        raise ValueError(f"search space entry {key}: choose either log: true or a step, not both")
+        raise ConfigError(f"search space entry {key}: choose either log: true or a step, not both")
     return Param(key, kind, low, high, log, step, grid=grid)
 
 
@@ -118,7 +119,7 @@ def space_path(algorithm: str, path: str | None = None) -> Path:
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise ValueError(f"sweep.space={path}: no such file")
+            raise ConfigError(f"sweep.space={path}: no such file")
         return p
     own = SPACES / f"{algorithm}.yaml"
     return own if own.is_file() else SPACES / "shared.yaml"
@@ -128,7 +129,7 @@ def load_space(path: str | Path) -> dict[str, Param]:
     """The parameters of a space file, in file order."""
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys to ranges")
+        raise ConfigError(f"{path}: expected a mapping of config keys to ranges")
     return {str(k): _param(str(k), v) for k, v in raw.items()}
 
 
@@ -140,14 +141,14 @@ def select(space: dict[str, Param], cfg: DictConfig, only: list[str] | None, fix
     if only is not None:
         missing = [k for k in only if k not in space]
         if missing:
-            raise ValueError(f"sweep.params: {missing} not in the search space; choose from: {', '.join(space)}")
+            raise ConfigError(f"sweep.params: {missing} not in the search space; choose from: {', '.join(space)}")
         space = {k: space[k] for k in only}
     for key in space:
         if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
-            raise ValueError(f"search space key '{key}' is not a config key of this run (algorithm={cfg.algorithm.name})")
+            raise ConfigError(f"search space key '{key}' is not a config key of this run (algorithm={cfg.algorithm.name})")
     chosen = {k: p for k, p in space.items() if k not in fixed}
     if not chosen:
-        raise ValueError("nothing left to search: every key of the space is fixed on the command line or excluded")
+        raise ConfigError("nothing left to search: every key of the space is fixed on the command line or excluded")
     return chosen
 
 

@@ -15,6 +15,7 @@ Nothing here imports Triton or compiles C++ until a backend is first used.
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import math
 import os
 import warnings
@@ -76,12 +77,12 @@ def select_backend(
     An explicitly requested backend that cannot run raises ValueError; 'auto' falls back to 'reference'.
     """
     if requested not in BACKENDS:
-        raise ValueError(f"model.backend must be one of {', '.join(BACKENDS)}; got '{requested}'")
+        raise ConfigError(f"model.backend must be one of {', '.join(BACKENDS)}; got '{requested}'")
     if requested == "reference":
         return "reference"
     if surrogate is not None and surrogate not in SURROGATE_CODES:
         if requested != "auto":
-            raise ValueError(f"model.backend={requested} has no surrogate '{surrogate}'; use model.backend=reference")
+            raise ConfigError(f"model.backend={requested} has no surrogate '{surrogate}'; use model.backend=reference")
         return "reference"
     if requested == "cpu" or (requested == "auto" and t.device.type == "cpu"):
         problem = None
@@ -96,7 +97,7 @@ def select_backend(
                 return "cpu"
             problem = "the C++ loop failed to compile (see the warning above)"
         if requested == "cpu":
-            raise ValueError(f"model.backend=cpu cannot run here: {problem}")
+            raise ConfigError(f"model.backend=cpu cannot run here: {problem}")
         return "reference"
     problem = _triton_fits(t, w_rec)
     if problem is None and not triton_available():
@@ -104,7 +105,7 @@ def select_backend(
     if problem is None:
         return "triton"
     if requested == "triton":
-        raise ValueError(f"model.backend=triton cannot run here: {problem}")
+        raise ConfigError(f"model.backend=triton cannot run here: {problem}")
     return "reference"
 
 

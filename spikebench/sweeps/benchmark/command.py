@@ -52,6 +52,7 @@ tuning_history.png, importances.png.
 
 from __future__ import annotations
 
+from spikebench.errors import UserError
 import fnmatch
 import sys
 from pathlib import Path
@@ -96,7 +97,7 @@ def selector(patterns: list[str] | None, known: list[str]):
         return lambda cell: True
     for pat in patterns:
         if not fnmatch.filter(known, pat):
-            raise ValueError(f"benchmark.only: '{pat}' names no cell; cells of this benchmark: {', '.join(known)}")
+            raise ConfigError(f"benchmark.only: '{pat}' names no cell; cells of this benchmark: {', '.join(known)}")
     return lambda cell: any(fnmatch.fnmatchcase(cell.name, pat) for pat in patterns)
 
 
@@ -110,7 +111,7 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     out = Path(b.out_dir).expanduser() if b.out_dir else Path("results", b.name).resolve()  # in the working folder
     algorithms = importable(list(b.algorithms))
     if not algorithms:
-        raise ValueError("no algorithm of benchmark.algorithms can be imported")
+        raise ConfigError("no algorithm of benchmark.algorithms can be imported")
     p = make_plan(b, user, algorithms)  # composes every cell's config: bad overrides fail here, before any file
     tuned_phase = "tuned" in b.phases or "loso" in b.phases
     if "tune" in b.phases or tuned_phase:
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         _, failures = benchmark(argv)
-    except (ConfigError, DataError, ValueError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 1 if failures else 0

@@ -136,7 +136,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         "test_acc": float(results["test/acc"]),
         "best_val_acc": float(results["best_val_acc"]),
         "last_val_acc": float(results.get("last_val_acc", float("nan"))),
-        "train_acc": float(results.get("train/acc", float("nan"))),  # the last epoch's (underfitting shows here)
+        "train_acc": float(results.get("train/acc_epoch", float("nan"))),  # the last epoch's (underfitting shows here)
         "tested_checkpoint": str(results.get("tested_checkpoint", "best")),
         "epochs": int(results["epochs"]),
         "epoch_s": float(np.mean(finite)) if finite else float(results.get("train/epoch_s", float("nan"))),

@@ -12,6 +12,7 @@ a region (a flat top: the budget was enough) or disagree (a ragged top: more tri
 
 from __future__ import annotations
 
+from spikebench.errors import ConfigError
 import argparse
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def top_trials(journal: Path, top: int) -> tuple[str, dict[str, int], list]:
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     if len(names) != 1:
-        raise ValueError(f"{journal}: holds {len(names)} studies ({', '.join(names)}); expected one")
+        raise ConfigError(f"{journal}: holds {len(names)} studies ({', '.join(names)}); expected one")
     study = optuna.load_study(study_name=names[0], storage=storage)
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = {}
