@@ -71,3 +71,20 @@ def test_study_trials_lists_the_best_finished_trials_of_a_journal_best_first_wit
     assert lines[0] == "tune-x (study x): 2 complete, 1 fail, 1 pruned"
     assert lines[1].startswith("  trial   1 complete val/acc 0.8000   3 epochs  optim.lr=")
     assert lines[2].startswith("  trial   2 pruned   val/acc 0.6000   1 epochs  optim.lr=") and len(lines) == 3
+
+
+def test_eventprop_modes_on_a_trained_run_compares_the_modes_on_its_weights_and_test_recordings(tmp_path, capsys):
+    import re
+
+    from spikebench.sweeps.diagnostics import eventprop_modes
+    from spikebench.train import compose_config, run
+
+    from conftest import overrides_for
+
+    run(compose_config(overrides_for(tmp_path, "algorithm=eventprop", "trainer.max_epochs=1",
+                                     "trainer.limit_train_batches=2", "model.hidden=16", "test=false")))
+    eventprop_modes.main(["--run", str(tmp_path / "run"), "--samples", "6", "--batch", "3"])
+    out = capsys.readouterr().out
+    assert "trained in mode discrete; 6 test recordings" in out and out.count("  batch ") == 2
+    cosines = [float(c) for c in re.findall(r"[+-]\d\.\d{3}", out.split("per tensor: median")[0])]
+    assert len(cosines) == 2 * 4 and all(-1.0 <= c <= 1.0 for c in cosines)

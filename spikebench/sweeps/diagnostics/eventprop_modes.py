@@ -2,6 +2,11 @@
 
     python -m spikebench.sweeps.diagnostics.eventprop_modes                       # dt = 1 ms and 0.1 ms, seeds 0–24, every loss
     python -m spikebench.sweeps.diagnostics.eventprop_modes --dt 1e-3 --seeds 0 2 3
+    python -m spikebench.sweeps.diagnostics.eventprop_modes --run runs/<an EventProp run> --samples 32   # real data
+
+With `--run`, the comparison is made on what trained: that run's weights (its tested checkpoint), its dt,
+integration, loss and regulariser form, on the first `--samples` recordings of its test set (in batches of
+`--batch`, float64; the exact mode needs far more memory than the discrete one).
 
 The networks are those of tests/test_eventprop.py (`networks.small_network`: 2 trials, 5 inputs, 4 recurrent hidden,
 3 outputs, 100 ms, 8 input spikes per channel; seeds 0, 2, 3 are the ones whose exact gradient the tests check
@@ -49,6 +54,46 @@ def compare(seed: int, kind: str, dt: float, duration: float, integration: str) 
     return per, whole, same
 
 
+def compare_run(run: str, samples: int, batch: int, checkpoint: str) -> None:
+    """Per batch of a trained EventProp run's test recordings: per-tensor and whole cosines of discrete vs exact."""
+    from pathlib import Path
+
+    from spikebench.algorithms import get_algorithm
+    from spikebench.algorithms.checkpoint import checkpoint_path
+    from spikebench.configs import load_run_config
+    from spikebench.datamodules import build_datamodule
+
+    cfg = load_run_config(run)
+    module = get_algorithm(cfg.algorithm.name).load_from_checkpoint(checkpoint_path(Path(run), checkpoint),
+                                                                     map_location="cpu").double()
+    grid = module.setup_
+    exact = replace(grid, exact=True)
+    dm = build_datamodule(cfg)
+    dm.prepare_data()
+    dm.setup("test")
+    order = dm.eval_order(len(dm.test_set))[:samples]
+    collate = dm.test_dataloader().collate_fn
+    print(f"{run}: {cfg.algorithm.name}, dt {cfg.data.dt * 1e3:g} ms, integration {cfg.model.integration}, "
+          f"loss {cfg.loss.kind}, trained in mode {cfg.algorithm.time_mode}; {len(order)} test recordings")
+    per, whole = [], []
+    for i in range(0, len(order), batch):
+        x, y = collate([dm.test_set[j] for j in order[i:i + batch]])
+        grads = []
+        for setup in (exact, grid):
+            module.setup_ = setup
+            module.zero_grad(set_to_none=True)
+            module.forward_backward(x.double(), y)
+            grads.append([p.grad.detach().clone() for p in (module.net.w_in, module.net.w_rec, module.net.w_out)
+                          if p is not None and p.grad is not None])
+        per += [float(F.cosine_similarity(a.flatten(), b.flatten(), 0)) for a, b in zip(*grads)]
+        whole.append(float(F.cosine_similarity(torch.cat([a.flatten() for a in grads[0]]),
+                                               torch.cat([b.flatten() for b in grads[1]]), 0)))
+        print(f"  batch {i // batch}: whole {whole[-1]:+.3f}, per tensor {', '.join(f'{c:+.3f}' for c in per[-3:])}",
+              flush=True)
+    module.setup_ = grid
+    print(f"per tensor: {summary(per)} | whole: {summary(whole)}")
+
+
 def summary(values: list[float]) -> str:
     share = sum(v >= 0.9 for v in values) / len(values)
     return f"median {statistics.median(values):.3f}  min {min(values):+.3f}  ≥0.9: {share:4.0%}"
@@ -61,7 +106,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--duration", type=float, default=0.1, help="trial length in seconds")
     ap.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     ap.add_argument("--integration", nargs="+", default=["held", "exact"], choices=["held", "exact"], help="model.integration")
+    ap.add_argument("--run", help="a trained EventProp run folder: compare on its weights and test recordings")
+    ap.add_argument("--samples", type=int, default=32, help="--run: test recordings")
+    ap.add_argument("--batch", type=int, default=4, help="--run: recordings per gradient")
+    ap.add_argument("--checkpoint", default="last", help="--run: best | last")
     args = ap.parse_args(argv)
+    if args.run:
+        compare_run(args.run, args.samples, args.batch, args.checkpoint)
+        return
     print(f"discrete vs exact EventProp gradients; networks {args.seeds[0]}…{args.seeds[-1]} ({len(args.seeds)}), "
           f"{args.duration * 1e3:g} ms")
     for integration, dt in ((i, dt) for i in args.integration for dt in args.dt):
