@@ -346,3 +346,15 @@ def test_predict_given_a_file_of_another_kind_says_which_kinds_it_reads(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "neither an SHD-format file" in err[0] and "download" not in err[0]
 
+
+
+def test_a_study_trials_run_folder_loads_like_any_run_its_trial_record_set_aside(tmp_path):
+    from omegaconf import OmegaConf
+
+    from spikebench.configs import load_run_config
+
+    cfg = compose_config(["model.hidden=24"])
+    saved = OmegaConf.to_container(cfg, resolve=True) | {"trial": {"study": "s", "number": 3, "params": {"optim.lr": 0.01}}}
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    loaded = load_run_config(tmp_path)
+    assert loaded.model.hidden == 24 and "trial" not in loaded

@@ -327,6 +327,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] | None = None, onl
         raise ConfigError(f"{', '.join(refused)} cannot change here; only {', '.join(p.rstrip('.') for p in only)}")
     try:
         old = OmegaConf.load(saved)
+        old.pop("trial", None)  # a study's trial records its study, number and parameters there (sweeps/optimize.py)
         for before, now in LEGACY_TRAINER_KEYS.items():  # runs saved by earlier versions
             if before in old.get("trainer", {}):
                 old.trainer[now] = old.trainer.pop(before)
