@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from spikebench.configs import ConfigError, load_run_config
+from spikebench.configs import load_run_config
 from spikebench.algorithms.checkpoint import check_checkpoint, checkpoint_path
 
 DATA_KEYS = ("data.root", "data.files.", "data.cache_dir", "data.batch_size", "data.num_workers", "data.download")
@@ -151,7 +151,6 @@ def report(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spikebench.datamodules import DataError
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):

@@ -66,7 +66,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spikebench.configs import ConfigError, load_run_config
+from spikebench.configs import load_run_config, spec_of
 from spikebench.algorithms.checkpoint import check_checkpoint, checkpoint_path
 
 if TYPE_CHECKING:
@@ -76,14 +76,6 @@ if TYPE_CHECKING:
 
 FORMS = ("continuous", "euler")
 INSTALL = "pip install 'spikebench[nir]'"
-# algorithms whose network has no NIR form, with the reason (keys: algorithm.name)
-CANNOT = {
-    "paralif": "ParaLIF's neuron (no reset; spikes drawn from a normalised membrane, stochastic in some modes, "
-               "recurrence through the feed-forward potential) has no NIR node",
-    "lstm": "the LSTM reference is not a spiking network, and NIR has no LSTM node",
-}
-
-
 class ExportError(UserError):
     """A network or run that cannot be exported, or a missing `nir` package; the message is one line."""
 
@@ -91,8 +83,15 @@ class ExportError(UserError):
 def refusal(cfg) -> str | None:
     """Why the network of this run config cannot be exported, or None if it can."""
     name = str(cfg.algorithm.name)
-    if name in CANNOT:
-        return f"algorithm={name} cannot be exported: {CANNOT[name]}"
+    why = spec_of(name).export  # the algorithm's declaration (configs/algorithms.py) says whether it has a NIR form
+    if why is not None:
+        return f"algorithm={name} cannot be exported: {why}"
+    if str(cfg.model.get("neuron", "lif")) != "lif":
+        return (f"model.neuron={cfg.model.neuron} cannot be exported: NIR has no node for a LIF neuron with an "
+                "adaptation current (CubaLIF is the plain LIF)")
+    if cfg.model.get("delays") is not None and cfg.model.delays.enabled:
+        return ("model.delays cannot be exported yet: the input channels' delays would need NIR's Delay node, which "
+                "export.py does not write")
     if float(cfg.algorithm.get("alif_beta", 0.0) or 0.0) > 0:
         return (f"algorithm={name} with algorithm.alif_beta={cfg.algorithm.alif_beta} cannot be exported: its "
                 "adaptive threshold (ALIF) has no NIR node; alif_beta=0 is the suite's plain LIF neuron")
@@ -229,7 +228,6 @@ def export(run_dir: str | Path, checkpoint: str = "best", out: str | Path | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spikebench.datamodules import DataError
 
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):

@@ -21,7 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from spikebench.configs import ConfigError, load_run_config
+from spikebench.configs import load_run_config
 from spikebench.algorithms.checkpoint import check_checkpoint, checkpoint_path
 
 
@@ -95,7 +95,6 @@ def predict(run_dir: str | Path, inputs: str | Path | list, top: int = 3, checkp
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spikebench.datamodules import DataError
 
     parser = argparse.ArgumentParser(prog="predict.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="the run folder (runs/<run>)")

@@ -57,13 +57,17 @@ def check_logger(cfg: DictConfig) -> str | None:
     return mode
 
 
-def make_logger(cfg: DictConfig, out: Path):
-    """The experiment loggers: CSV always, W&B when `logger=wandb` (offline without an API key)."""
+def make_logger(cfg: DictConfig, out: Path, command: list[str] | None = None):
+    """The experiment loggers: CSV always, W&B when `logger=wandb` (offline without an API key). `command`: the
+    train.py command line of a run that a study or a benchmark starts in its own process, recorded in the W&B run's
+    config in place of W&B's record of the process's command line (W&B reads `sys.argv`, with no setting to give it
+    other arguments, and theirs may carry a database URL), which is then turned off."""
     from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(save_dir=str(out), name="", version="")]
     mode = check_logger(cfg)
     if mode is not None:
+        import wandb
         from lightning.pytorch.loggers import WandbLogger
 
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -75,7 +79,8 @@ def make_logger(cfg: DictConfig, out: Path):
                 tags=list(cfg.logger.tags),
                 save_dir=str(out),
                 mode=mode,
-                config=OmegaConf.to_container(cfg, resolve=True),
+                config={**OmegaConf.to_container(cfg, resolve=True), **({"command": command} if command else {})},
+                **({"settings": wandb.Settings(x_disable_meta=True)} if command is not None else {}),
             )
         )
     return loggers
@@ -94,17 +99,18 @@ def wandb_api_key() -> str | None:
         return None
 
 
-RUN_DIR_ENV = "SPIKEBENCH_RUN_DIR"  # the run folder, for the processes that Lightning's DDP launcher starts
+# The run folder of a multi-process run (trainer.devices=N), for the processes that Lightning's DDP launcher starts:
+# it re-runs this process's command line in each, with this process's environment, the only channel it offers. The
+# launched command's entry point (`main`) turns it into an explicit `output_dir=` override; nothing else reads it.
+RUN_DIR_ENV = "SPIKEBENCH_RUN_DIR"
 
 
 def output_dir(cfg: DictConfig) -> Path:
     """`output_dir`, or runs/<algorithm>-<data>-<date>-<time> in the working folder. The processes of one
-    multi-process run share the folder: those that Lightning starts (trainer.devices=N) are told it through the
-    environment; processes started by torchrun or srun need an explicit `output_dir`."""
+    multi-process run share the folder: those that Lightning starts (trainer.devices=N) are given it (RUN_DIR_ENV);
+    processes started by torchrun or srun need an explicit `output_dir`."""
     if cfg.output_dir:
         return Path(cfg.output_dir).expanduser()
-    if os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         raise ConfigError("several processes were launched (WORLD_SIZE or SLURM_NTASKS > 1): give every one "
                           "the same output_dir=<folder>")
@@ -258,8 +264,9 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=f".*{re.escape(message)}.*")
 
 
-def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
+def run(cfg: DictConfig, callbacks: list | None = None, command: list[str] | None = None) -> dict[str, float]:
     """Fit with validation every epoch, test the best checkpoint (unless `test=false`); returns the final metrics.
+    `command`: the train.py command line of this run when a study or a benchmark starts it (see make_logger).
 
     Everything that can fail on the config (the module and datamodule are built, which checks every named
     choice; the logger; the checkpoint to resume) is checked before the output folder is made. The folder
@@ -293,8 +300,7 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     dm.setup("fit")
     if cfg.test:
         dm.setup("test")
-    module = build_module(cfg, data_shape(cfg))
-    module.class_names = dm.class_names  # carried by the checkpoints, for predict.py
+    module = build_module(cfg, {**data_shape(cfg), "class_names": dm.class_names})  # names: for predict.py
     out = output_dir(cfg)
     first = rank_zero_only.rank == 0  # the process that writes the run's files (of several: rank 0)
     out.mkdir(parents=True, exist_ok=True)
@@ -306,11 +312,11 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", monitor="val/acc", mode="max", filename="best")
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", save_top_k=1, enable_version_counter=False)
     callbacks = [ckpt, last, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])]
-    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out), callbacks=callbacks,
+    trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out, command), callbacks=callbacks,
                         use_distributed_sampler=False, **OmegaConf.to_container(cfg.trainer, resolve=True))
     merge_metrics = keep_metrics_before(out, ckpt_epoch if first else None)
     launched = os.environ.get(RUN_DIR_ENV)
-    os.environ[RUN_DIR_ENV] = str(out)  # the processes that trainer.devices=N starts write here too
+    os.environ[RUN_DIR_ENV] = str(out)  # for the processes that trainer.devices=N starts (see RUN_DIR_ENV)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     finally:
@@ -349,7 +355,6 @@ def run(cfg: DictConfig, callbacks: list | None = None) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spikebench.datamodules import DataError
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
@@ -357,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print("groups:", "; ".join(f"{g}: {', '.join(choices(g))}" for g in GROUPS))
         return 0
     resume = [a for a in argv if a.lstrip("-").startswith("resume=")]
+    if os.environ.get(RUN_DIR_ENV) and not resume:  # a process that Lightning's DDP launcher started: its run's folder
+        argv = [*argv, f"output_dir={os.environ[RUN_DIR_ENV]}"]
     try:
         if len(resume) > 1:
             raise ConfigError("give resume= once")

@@ -225,8 +225,11 @@ def test_bad_benchmark_values_raise_one_line_errors():
 
 
 def test_algorithm_that_does_not_import_is_skipped_with_the_reason(monkeypatch, capsys):
-    from spikebench import algorithms
-    monkeypatch.setitem(algorithms.REGISTRY, "broken", "spikebench.algorithms.does_not_exist:Broken")
+    from dataclasses import replace
+
+    from spikebench.configs import ALGORITHMS
+    broken = replace(ALGORITHMS["bptt"], name="broken", module="spikebench.algorithms.does_not_exist:Broken")
+    monkeypatch.setitem(ALGORITHMS, "broken", broken)
     assert B.importable(["bptt", "broken"]) == ["bptt"]
     assert "skipping broken: cannot import it (ModuleNotFoundError" in capsys.readouterr().out
 

@@ -14,7 +14,7 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "spikebench" / "sweeps" / "diagnostics"
 
 
 def test_every_script_of_the_folder_is_listed_here():
-    assert SCRIPTS == ["bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "eventprop_modes",
+    assert SCRIPTS == ["bench_additions", "bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "eventprop_modes",
                        "gpu_check", "kernel_check", "learning_curves", "study_trials"]
 
 
@@ -23,6 +23,17 @@ def test_script_imports_and_prints_its_usage(name):
     proc = subprocess.run([sys.executable, "-m", f"spikebench.sweeps.diagnostics.{name}", "--help"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_bench_additions_prints_each_addition_beside_its_plain_network_with_ratio_one_for_the_plain_rows():
+    proc = subprocess.run([sys.executable, "-m", "spikebench.sweeps.diagnostics.bench_additions", "--steps", "30",
+                           "--hidden", "16", "--no-time"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| 30 ")]
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [("bptt", "plain"), ("bptt", "delays"), ("bptt", "adlif"),
+        ("bptt", "adlif + delays"), ("paralif", "plain"), ("paralif", "delays")]
+    assert all(float(r[5]) == 1.0 for r in rows if r[2].strip() == "plain")
+    assert all(float(r[4]) > 0 for r in rows)
 
 
 def test_eventprop_modes_prints_cosines_between_the_discrete_and_exact_gradients():

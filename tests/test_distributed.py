@@ -79,7 +79,9 @@ def test_two_processes_with_every_default_progress_bar_included_finish_fit_and_t
 
 def test_on_one_process_batch_mean_is_the_plain_mean_with_its_gradient_and_nothing_communicates():
     t = torch.arange(12.0).view(4, 3).requires_grad_()
-    with distributed.batch_over_processes():
-        m = distributed.batch_mean(t)
+    mean = distributed.BatchMean()
+    with mean.global_batch():
+        assert not mean.over_processes
+        m = mean(t)
     m.sum().backward()
     assert torch.equal(m, t.detach().mean(0)) and torch.equal(t.grad, torch.full((4, 3), 0.25))

@@ -14,7 +14,7 @@ from test_sweeps import data_root, tiny  # noqa: F401 - the studies' tiny run an
 
 
 def test_a_bug_deep_in_the_code_keeps_its_traceback_while_a_user_error_is_one_line(monkeypatch, capsys):
-    def bug(cfg, callbacks=None):
+    def bug(cfg, callbacks=None, command=None):
         raise ValueError("an internal inconsistency")  # not the user's doing: no one-line 'error:'
 
     monkeypatch.setattr(train, "run", bug)
@@ -30,11 +30,11 @@ def test_a_bug_in_a_trial_fails_that_trial_with_its_traceback_and_the_study_goes
 
     calls = []
 
-    def first_raises(cfg, callbacks=None, original=optimize.run):
+    def first_raises(cfg, callbacks=None, command=None, original=optimize.run):
         calls.append(cfg.output_dir)
         if len(calls) == 1:
             raise KeyError("a bug deep in the code")
-        return original(cfg, callbacks=callbacks)
+        return original(cfg, callbacks=callbacks, command=command)
 
     monkeypatch.setattr(optimize, "run", first_raises)
     argv = [*tiny(data_root, epochs=1), f"sweep.out_dir={tmp_path / 'a'}", "sweep.sampler=random", "sweep.pruner=none",
@@ -44,7 +44,7 @@ def test_a_bug_in_a_trial_fails_that_trial_with_its_traceback_and_the_study_goes
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == 2
     assert "KeyError: 'a bug deep in the code'" in (Path(calls[0]) / "error.log").read_text()
 
-    def config_error(cfg, callbacks=None):
+    def config_error(cfg, callbacks=None, command=None):
         raise ConfigError("model.x=3: a value the user chose")
 
     monkeypatch.setattr(optimize, "run", config_error)

@@ -13,7 +13,7 @@ MAY_IMPORT = {  # every part may also import spikebench.errors (the user-error f
     "errors": set(),
     "configs": set(),
     "datamodules": set(),
-    "algorithms": set(),
+    "algorithms": {"configs.algorithms"},  # only the algorithms' declarations (which class is whose), no parser
     "evaluate": {"configs", "algorithms", "datamodules"},
     "train": {"configs", "algorithms", "datamodules", "evaluate"},
     "predict": {"configs", "algorithms", "datamodules"},
@@ -98,6 +98,8 @@ def test_every_import_of_the_suite_follows_the_layering_of_design_md():
             continue
         for module, _, line in imported(path):
             target = target_part(module)
+            if module == "configs.algorithms" and module in MAY_IMPORT[part]:
+                continue
             if target != part and target not in MAY_IMPORT[part] and target != "errors":  # errors.py: everyone's
                 wrong.append(f"{path.relative_to(ROOT)}:{line} ({part}) imports {module}")
     assert not wrong, "\n".join(wrong)

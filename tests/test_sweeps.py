@@ -19,7 +19,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from spikebench.algorithms import REGISTRY
+from spikebench.configs import ALGORITHMS
 from spikebench.sweeps import optimize, search_space
 from spikebench.sweeps import storage as storage_mod
 import spikebench.configs.parse as configs_parse
@@ -125,7 +125,7 @@ def offline_run_dir(run_output: Path) -> Path:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", [*sorted(REGISTRY), "shared"])
+@pytest.mark.parametrize("algorithm", [*ALGORITHMS, "shared"])
 def test_every_registered_algorithm_has_a_space_of_existing_config_keys(algorithm):
     if algorithm == "shared":  # the fallback space of an algorithm without its own
         algorithm = "bptt"

@@ -13,14 +13,16 @@ from __future__ import annotations
 from spikebench.errors import ConfigError
 import abc
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .distributed import average_gradients, batch_over_processes, reduce_over_processes, world_size
+from .adlif import AdLIFRanges
+from .delays import InputDelays
+from .distributed import BatchMean, average_gradients, reduce_over_processes, world_size
 from .losses import Objective
 from .measure import step_memory
 from .metrics import Activity, MeanMetric, MulticlassAccuracy, MulticlassConfusionMatrix, activity_stats
@@ -83,12 +85,35 @@ class SavedTensorMeter:
 @dataclass(frozen=True)
 class DataShape:
     """What a module knows of its data, handed over by the datamodule side (`datamodules.data_shape(cfg)`):
-    inputs per step, classes, seconds per step (the network's clock) and seconds per sample."""
+    inputs per step, classes, seconds per step (the network's clock) and seconds per sample; and, once the training
+    file is read (train.run), its class names (`extra/keys`), which the checkpoints carry for predict.py."""
 
     n_in: int
     n_classes: int
     dt: float
     duration: float
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.class_names is not None:  # a list when read back from a checkpoint's hyperparameters
+            object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+
+
+def adlif_ranges(cfg: DictConfig) -> AdLIFRanges | None:
+    """The adLIF parameters' ranges of `model.neuron=adlif` (`model.adlif`), None for the plain LIF neuron."""
+    m = cfg.model
+    if m.get("neuron", "lif") != "adlif":
+        return None
+    r = m.adlif
+    return AdLIFRanges(tuple(r.tau_u), tuple(r.tau_w), tuple(r.a), tuple(r.b), float(r.coupling))
+
+
+def input_delays(cfg: DictConfig, data: DataShape) -> InputDelays | None:
+    """The input channels' delays of `model.delays` (None when off)."""
+    d = cfg.model.get("delays")
+    if d is None or not d.enabled:
+        return None
+    return InputDelays(data.n_in, float(d.max), data.dt, str(d.init), bool(d.learn))
 
 
 def lif_params_from_config(cfg: DictConfig, dt: float) -> tuple[LIFParams, LIFParams]:
@@ -112,8 +137,6 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         named for the benchmark table; [] for an exact gradient."""
         return []
 
-    reg_forms: tuple[str, ...] = ("gradient",)  # loss.reg_form values the algorithm implements
-
     def __init__(self, cfg: DictConfig | dict, data: DataShape | dict) -> None:
         super().__init__()
         cfg = OmegaConf.create(cfg) if isinstance(cfg, dict) else cfg
@@ -122,16 +145,11 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self.cfg = cfg
         self.automatic_optimization = False
         self.net = self.build_network(cfg)
-        form = cfg.loss.get("reg_form", "gradient")
-        if form not in self.reg_forms:
-            others = "; loss.reg_form=published is EventProp's (algorithm=eventprop)" if form == "published" else ""
-            raise ConfigError(f"unknown loss.reg_form '{form}' for {type(self).__name__}; choose one of: "
-                             f"{', '.join(self.reg_forms)}{others}")
         if cfg.optim.name not in OPTIMIZERS:
             raise ConfigError(f"unknown optim.name '{cfg.optim.name}'; choose one of: {', '.join(OPTIMIZERS)}")
         if cfg.optim.scheduler not in SCHEDULERS:
             raise ConfigError(f"unknown optim.scheduler '{cfg.optim.scheduler}'; choose one of: {', '.join(SCHEDULERS)}")
-        self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target)
+        self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target, BatchMean())
         self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
         self._step_mem_logged = False
         n_classes = data.n_classes
@@ -144,8 +162,6 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self.test_confusion = MulticlassConfusionMatrix(n_classes)
         self.confusion: torch.Tensor | None = None  # the last test's confusion matrix (true class × predicted)
         self.test_predictions: list[torch.Tensor] = []  # the last test's (label, predicted class) rows, in load order
-        self.class_names: list[str] | None = None  # from the training file; saved in checkpoints for predictions
-        self.epoch_hidden_counts: torch.Tensor | None = None  # the last training epoch's spikes per hidden neuron
         self._clock = {s: (time.perf_counter(), 0, 0) for s in STAGES}  # (start, samples, saved bytes), this process
 
     # -- what an algorithm provides -------------------------------------------------------------
@@ -220,7 +236,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         opt = self.optimizers()
         opt.zero_grad(set_to_none=True)
         # the run's first training step is measured: its step memory, logged once (on_train_epoch_end)
-        with batch_over_processes():  # several processes: the regulariser's batch means are global
+        with self.objective.batch_mean.global_batch():  # several processes: the regulariser's batch means are global
             out = self.measured_step(x, y, memory=self._step_mem_bytes is None)
         average_gradients(self.parameters())  # several processes: every algorithm's gradient, however computed
         if out.step_mem_bytes is not None:
@@ -233,6 +249,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         if self.cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.parameters(), self.cfg.optim.grad_clip)
         opt.step()
+        self.after_optimizer_step()
         self._record(out, x, y, "train")
         # the epoch's training loss: the mean over steps of the step's loss on the global batch (the processes step
         # together, so this collective is in the same place on each; evaluation steps have no such lockstep)
@@ -255,11 +272,14 @@ class ClassifierModule(L.LightningModule, abc.ABC):
             self.test_confusion.update(out.logits, y)
             self.test_predictions.append(torch.stack([y, out.logits.argmax(-1)], dim=1).cpu())
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["class_names"] = self.class_names
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        """The training file's class names (`DataShape.class_names`), None if it has none."""
+        return self.data_shape.class_names
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.class_names = checkpoint.get("class_names")
+        if self.data_shape.class_names is None and checkpoint.get("class_names"):  # saved by earlier versions
+            self.data_shape = replace(self.data_shape, class_names=tuple(checkpoint["class_names"]))
 
     # -- activity, cost and memory statistics per epoch ---------------------------------------
 
@@ -286,7 +306,6 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         wall = time.perf_counter() - t0
         stats.update(epoch_s=wall, samples_per_s=samples / max(wall, 1e-9))
         if stage == "train":
-            self.epoch_hidden_counts = totals["counts"].to(torch.float32)
             stats["saved_bytes"] = float(saved)  # saved for backward (hooks; bookkeeping, not memory)
             if self.device.type == "cuda":  # the process's allocator peak: model, optimiser and batch included
                 stats["gpu_peak_bytes"] = float(torch.cuda.max_memory_allocated(self.device))
@@ -326,9 +345,19 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self._log_epoch(f"{stage}/loss{suffix}", loss)
         return self._epoch_stats(stage)
 
+    def after_optimizer_step(self) -> None:
+        """Called after every optimiser step: parameters that live in ranges go back into them (default: none)."""
+
+    def after_training_epoch(self, hidden_counts: torch.Tensor) -> None:
+        """An algorithm's rule applied once per training epoch, given the epoch's spikes per hidden neuron summed
+        over the processes (equal on every process). Default: none (EventProp: its silent-neuron lift)."""
+
     def on_train_epoch_end(self) -> None:
         for k, v in self._end_epoch("train").items():
             self._log_epoch(f"train/{k}", v)
+        totals = self.epoch_metrics["train_activity"].compute()  # reduced by _end_epoch; cached by torchmetrics
+        if float(totals["samples"]) > 0:
+            self.after_training_epoch(totals["counts"].to(torch.float32))
         if self._step_mem_bytes is not None and not self._step_mem_logged:
             self._log_epoch("train/step_mem_bytes", float(self._step_mem_bytes))  # once per run
             self._step_mem_logged = True
@@ -362,7 +391,12 @@ class SpikingModule(ClassifierModule):
             hidden=hidden,
             readout=readout,
             init=InitParams(**cfg.model.init),
+            adaptive=adlif_ranges(cfg),
+            delays=input_delays(cfg, self.data_shape),
         )
+
+    def after_optimizer_step(self) -> None:
+        self.net.constrain()  # SNN and an algorithm's own network (ParaLIF's) each say what lives in a range
 
     @torch.no_grad()
     def trace(self, x: torch.Tensor) -> Trace:

@@ -4,13 +4,16 @@ The loss is differentiated through the unrolled network by autograd; the spike's
 is replaced by a surrogate σ' (`algorithm.surrogate`, `algorithm.slope`). To keep the step free of
 Python overhead at 1000 steps, the input projection W_in x is one matrix product over all steps and the
 LIF recurrence is one autograd node over the whole sequence (`neuron.lif_sequence`), which keeps only the
-pre-reset membrane U for its backward pass (the discrete adjoint, see `neuron.lif_backward`).
+pre-reset membrane U for its backward pass (the discrete adjoint, see `neuron.lif_backward`). With adaptive
+neurons (`model.neuron=adlif`) the recurrence is `adlif.adlif_sequence`, unrolled and differentiated by autograd
+(also in τ_u, τ_w, a and b of every neuron).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .adlif import adlif_sequence
 from .base import SpikingModule, StepOutput
 from .neuron import lif_sequence
 from .surrogates import get_surrogate
@@ -32,7 +35,11 @@ class BPTT(SpikingModule):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable hidden spikes and readout voltages for x (batch, time, inputs)."""
         net = self.net
-        spikes = lif_sequence(net.drive(x), net.w_rec, net.hidden, self.surrogate, self.slope, self.detach_reset)
+        if net.adaptive is not None:  # model.neuron=adlif: the unrolled equations, differentiated by autograd
+            spikes, _ = adlif_sequence(net.drive(x), net.w_rec, net.hidden, net.adaptive, self.surrogate, self.slope,
+                                       self.detach_reset)
+        else:
+            spikes = lif_sequence(net.drive(x), net.w_rec, net.hidden, self.surrogate, self.slope, self.detach_reset)
         return spikes, net.readout(spikes)
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:

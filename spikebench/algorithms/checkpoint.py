@@ -37,7 +37,7 @@ def check_checkpoint(cfg: DictConfig, path: Path, shape: dict) -> int:
     mine = OmegaConf.to_container(cfg, resolve=True)
     differ = [f"algorithm.name={saved_cfg['algorithm']['name']}"] if saved_cfg["algorithm"]["name"] != cfg.algorithm.name else []
     differ += [f"model.{k}={v}" for k, v in saved_cfg["model"].items() if k not in ("backend",) and mine["model"].get(k) != v]
-    differ += [f"data shape {k}={v}" for k, v in saved_shape.items() if shape.get(k) != v]
+    differ += [f"data shape {k}={v}" for k, v in saved_shape.items() if k != "class_names" and shape.get(k) != v]
     if differ:
         raise CheckpointError(f"ckpt_path={path} was trained with {', '.join(differ)}; this config differs "
                           "(resume a run with `resume=<run folder>`, which reuses its config)")

@@ -8,14 +8,14 @@ takes on the global batch of N·B samples (when the data split evenly, see datam
 1. `average_gradients`, after the algorithm's `forward_backward` and before clipping and the optimiser step: the
    mean of the processes' gradients. Each process's loss is a mean over its own B samples, so the mean of the N
    gradients is the gradient of the mean over all N·B samples.
-2. `batch_mean`, for a batch statistic that enters the loss nonlinearly: the spike-count regulariser
+2. `BatchMean`, for a batch statistic that enters the loss nonlinearly: the spike-count regulariser
    c · mean_j (N̄_j − ν)², with N̄_j the batch-mean count of neuron j. Averaging N regularisers of local means
-   is not the regulariser of the global mean, so inside `batch_over_processes()` (the training step) N̄ is
+   is not the regulariser of the global mean, so inside the training step (`BatchMean.global_batch()`) N̄ is
    reduced over processes first. Its value is the global mean; its gradient is that of the local mean, 1/B per
    sample, so that step 1's division by N leaves the global 1/(N·B).
 
 Epoch metrics (accuracy, spike rate, SynOps, the silent-neuron counts of EventProp's lift) are torchmetrics whose
-states are summed over processes (algorithms.metrics). Outside `batch_over_processes()` (validation, test,
+states are summed over processes (algorithms.metrics). Outside it (validation, test,
 single-process runs) nothing here communicates.
 """
 
@@ -27,42 +27,46 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-_REDUCE_BATCH = False  # set by batch_over_processes, read by batch_mean (a module flag: autograd threads see it)
-
-
 def world_size() -> int:
     """Number of training processes: 1 unless torch.distributed is initialised."""
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-@contextmanager
-def batch_over_processes() -> Iterator[None]:
-    """Inside: `batch_mean` reduces over all processes (a collective: every process must be in a training step)."""
-    global _REDUCE_BATCH
-    previous, _REDUCE_BATCH = _REDUCE_BATCH, world_size() > 1
-    try:
-        yield
-    finally:
-        _REDUCE_BATCH = previous
+class BatchMean:
+    """Means over the batch (dim 0) of a statistic: of the processes' global batch inside `global_batch()` on
+    several processes, of the process's own batch otherwise. A module owns one and hands it to its `Objective` (and
+    EventProp to its autograd node's setup) at construction; the module's training step enters `global_batch()`.
+    A flag on this object, not an argument of every call, because the regulariser is reached from inside autograd
+    nodes and loss helpers that the step calls, whose signatures are the algorithm's own."""
 
+    def __init__(self) -> None:
+        self.over_processes = False
 
-def batch_mean(t: torch.Tensor) -> torch.Tensor:
-    """Mean over dim 0 (the batch): of the global batch inside `batch_over_processes()` on several processes, with
-    the local mean's gradient; of `t` itself otherwise."""
-    local = t.mean(0)
-    if not _REDUCE_BATCH:
-        return local
-    return local + (summed_mean(t.detach().sum(0), t.shape[0]) - local).detach()
+    @contextmanager
+    def global_batch(self) -> Iterator[None]:
+        """Inside: means are of the global batch (a collective: every process must be in a training step)."""
+        previous, self.over_processes = self.over_processes, world_size() > 1
+        try:
+            yield
+        finally:
+            self.over_processes = previous
 
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean over dim 0: the global batch's value with the local mean's gradient inside `global_batch()` on several
+        processes; of `t` itself otherwise."""
+        local = t.mean(0)
+        if not self.over_processes:
+            return local
+        return local + (self.of_sums(t.detach().sum(0), t.shape[0]) - local).detach()
 
-def summed_mean(total: torch.Tensor, n: int) -> torch.Tensor:
-    """`total / n`, with `total` and `n` summed over the processes inside `batch_over_processes()` (a value, no
-    gradient): the batch mean of a statistic of which a process holds the sum over its own n samples."""
-    if not _REDUCE_BATCH:
-        return total / n
-    buf = torch.cat([total.detach().reshape(-1).double(), total.new_full((1,), n, dtype=torch.float64)])
-    dist.all_reduce(buf)
-    return (buf[:-1] / buf[-1]).view_as(total).to(total.dtype)
+    def of_sums(self, total: torch.Tensor, n: int) -> torch.Tensor:
+        """`total / n`, with `total` and `n` summed over the processes inside `global_batch()` (a value, no gradient):
+        the batch mean of a statistic of which a process holds the sum over its own n samples."""
+        if not self.over_processes:
+            return total / n
+        buf = torch.cat([total.detach().reshape(-1).double(), total.new_full((1,), n, dtype=torch.float64)])
+        dist.all_reduce(buf)
+        return (buf[:-1] / buf[-1]).view_as(total).to(total.dtype)
 
 
 def reduce_over_processes(value: float, how: str, device: torch.device | None = None) -> float:

@@ -92,13 +92,11 @@ import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
-from .distributed import batch_mean
-from .losses import readout_time_kernel, spike_count_regulariser
+from .losses import readout_time_kernel
 from .neuron import LIFParams, lif_step, reset
 from .surrogates import triangle
 
 FEEDBACKS = ("symmetric", "random")
-LOSSES = ("sum_exp", "sum")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,10 +248,6 @@ class EProp(SpikingModule):
         a = self.cfg.algorithm
         if a.feedback not in FEEDBACKS:
             raise ConfigError(f"unknown algorithm.feedback '{a.feedback}'; choose one of: {', '.join(FEEDBACKS)}")
-        if self.cfg.loss.kind not in LOSSES:
-            raise ConfigError(
-                f"loss.kind '{self.cfg.loss.kind}' is not supported by e-prop; choose one of: {', '.join(LOSSES)}"
-            )
         if not a.gamma > 0:
             raise ConfigError(f"algorithm.gamma must be > 0, got {a.gamma}")
         if not (isinstance(a.chunk, int) and a.chunk >= 1):
@@ -293,6 +287,8 @@ class EProp(SpikingModule):
     @torch.no_grad()
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         net, p = self.net, self.net.hidden
+        if net.delays is not None:  # fixed input delays (model.delays.learn=false): e-prop's input is x̃
+            x = net.delays(x)
         batch, steps, n_in = x.shape
         n_hidden, with_reg, adaptive = net.n_hidden, bool(self.objective.reg_strength), bool(self.beta_a)
         c = readout_time_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
@@ -342,8 +338,8 @@ class EProp(SpikingModule):
         rate_signal = None
         if with_reg:
             obj = self.objective
-            loss = loss + spike_count_regulariser(counts.unsqueeze(1), obj.reg_strength, obj.reg_target)
-            rate_signal = 2.0 * obj.reg_strength * (batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
+            loss = loss + obj.regulariser(counts.unsqueeze(1))
+            rate_signal = 2.0 * obj.reg_strength * (obj.batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
         signal = delta @ self.feedback_weights().T
         self._add_grad(net.w_out, weighted_counts.T @ delta)
         for e, w in zip(elig, (net.w_in, net.w_rec)):

@@ -52,16 +52,16 @@ they fire the same spikes (dt = 0.1 ms), the cosine is ≥ 0.9 (tests).
 from __future__ import annotations
 
 from spikebench.errors import ConfigError
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
-from .distributed import summed_mean
+from .distributed import BatchMean
 from .event_adjoint import adjoint_sweep
 from .event_sim import InputSpikes, Spikes, discrete_spikes, exact_spikes, psp_kernel
-from .losses import LOSS_KINDS, readout_time_kernel, spike_count_regulariser
+from .losses import LOSS_KINDS, readout_time_kernel
 from .neuron import LIFParams, exp_filter
 
 TIME_MODES = ("exact", "discrete")
@@ -78,6 +78,7 @@ class Setup:
     vdot_floor: float
     block: int = 64  # steps of input read (and of λ_I held) at a time: memory O(block × batch × hidden)
     published_reg: tuple[float, float] | None = None  # (c, ν) of loss.reg_form=published, applied in the adjoint
+    batch_mean: BatchMean = field(default_factory=BatchMean)  # the module's (global over processes in training)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ class JumpTerms:
         if setup.published_reg is not None:  # −(c/B)(N̄_n − ν) per spike of neuron n, N̄ the batch-mean count
             c, nu = setup.published_reg
             batch = g_counts.shape[0]
-            mean = summed_mean(torch.bincount(spk.flat.long() % spk.hidden, minlength=spk.hidden).to(dtype), batch)
+            mean = setup.batch_mean.of_sums(torch.bincount(spk.flat.long() % spk.hidden, minlength=spk.hidden).to(dtype), batch)
             self.push = -(c / batch) * (mean - nu)
         if kind in ("sum", "sum_exp"):
             self.g_w_out = summary.T @ g_out
@@ -313,8 +314,6 @@ class EventProp(SpikingModule):
             out.append("discrete adjoint (spikes at step ends)")
         return out
 
-    reg_forms = ("gradient", "published")
-
     def __init__(self, cfg, data) -> None:
         super().__init__(cfg, data)
         a = self.cfg.algorithm
@@ -335,7 +334,7 @@ class EventProp(SpikingModule):
             raise ConfigError(f"algorithm.block_steps must be >= 1, got {a.block_steps}")
         self.setup_ = Setup(
             self.net.hidden, self.net.readout_params, self.cfg.loss.kind, a.time_mode == "exact", float(a.vdot_floor),
-            int(a.block_steps), published,
+            int(a.block_steps), published, self.objective.batch_mean,
         )
 
     # -- forward: readout output and spike counts through the EventProp node ----------------------
@@ -358,7 +357,7 @@ class EventProp(SpikingModule):
             logits = out
             loss = F.cross_entropy(logits, y)
         if o.reg_strength and self.setup_.published_reg is None:  # published form: a push in the adjoint, no loss
-            loss = loss + spike_count_regulariser(counts.unsqueeze(1), o.reg_strength, o.reg_target)
+            loss = loss + o.regulariser(counts.unsqueeze(1))
         return loss, logits
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
@@ -389,12 +388,10 @@ class EventProp(SpikingModule):
 
     # -- the silent-neuron remedy -----------------------------------------------------------------
 
-    def on_train_epoch_end(self) -> None:
-        super().on_train_epoch_end()
+    def after_training_epoch(self, hidden_counts: torch.Tensor) -> None:
         lift = float(self.cfg.algorithm.silent_lift)
-        counts = getattr(self, "epoch_hidden_counts", None)
-        if lift > 0 and counts is not None:
-            silent = counts == 0
+        if lift > 0:
+            silent = hidden_counts == 0
             if bool(silent.any()):
                 with torch.no_grad():
                     self.net.w_in[:, silent] += lift

@@ -18,7 +18,7 @@ from spikebench.errors import ConfigError
 import torch
 import torch.nn.functional as F
 
-from .distributed import batch_mean
+from .distributed import BatchMean
 from .neuron import LIFParams, exp_filter
 
 LOSS_KINDS = ("sum_exp", "sum", "max", "first_spike")
@@ -56,9 +56,10 @@ def readout_logits(v_out: torch.Tensor, kind: str) -> torch.Tensor:
     raise ConfigError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
 
 
-def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float) -> torch.Tensor:
+def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float, batch_mean: BatchMean
+                             ) -> torch.Tensor:
     """c · mean_j (N̄_j − ν)² for hidden spikes (batch, time, hidden); N̄ is the mean over the global batch when
-    training on several processes (distributed.batch_mean)."""
+    training on several processes (`distributed.BatchMean`)."""
     counts = batch_mean(spikes.sum(dim=1))
     return strength * ((counts - target) ** 2).mean()
 
@@ -66,10 +67,16 @@ def spike_count_regulariser(spikes: torch.Tensor, strength: float, target: float
 class Objective:
     """Loss = cross-entropy of the readout logits + the spike-count regulariser."""
 
-    def __init__(self, kind: str = "sum_exp", reg_strength: float = 0.0, reg_target: float = 0.0) -> None:
+    def __init__(self, kind: str = "sum_exp", reg_strength: float = 0.0, reg_target: float = 0.0,
+                 batch_mean: BatchMean | None = None) -> None:
         if kind not in LOSS_KINDS:
             raise ConfigError(f"unknown loss.kind '{kind}'; choose one of: {', '.join(LOSS_KINDS)}")
         self.kind, self.reg_strength, self.reg_target = kind, reg_strength, reg_target
+        self.batch_mean = batch_mean or BatchMean()  # the module's: global over processes in its training step
+
+    def regulariser(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The spike-count regulariser of hidden spikes (batch, time, hidden) (counts: time of length 1)."""
+        return spike_count_regulariser(spikes, self.reg_strength, self.reg_target, self.batch_mean)
 
     def __call__(
         self, v_out: torch.Tensor, spikes: torch.Tensor, y: torch.Tensor
@@ -78,5 +85,5 @@ class Objective:
         logits = readout_logits(v_out, self.kind)
         loss = F.cross_entropy(logits, y)
         if self.reg_strength:
-            loss = loss + spike_count_regulariser(spikes, self.reg_strength, self.reg_target)
+            loss = loss + self.regulariser(spikes)
         return loss, logits

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .adlif import AdaptiveNeurons, AdLIFRanges, adlif_sequence
+from .delays import InputDelays
 from .neuron import LIFParams, leaky_readout, lif_forward
 
 
@@ -25,7 +27,7 @@ class InitParams:
 
 
 class SNN(nn.Module):
-    """700 inputs → `n_hidden` LIF neurons with exponential synapses → `n_out` leaky integrators."""
+    """700 inputs → `n_hidden` LIF (or adLIF) neurons with exponential synapses → `n_out` leaky integrators."""
 
     def __init__(
         self,
@@ -36,6 +38,8 @@ class SNN(nn.Module):
         hidden: LIFParams,
         readout: LIFParams,
         init: InitParams = InitParams(),
+        adaptive: AdLIFRanges | None = None,
+        delays: InputDelays | None = None,
     ) -> None:
         super().__init__()
         self.n_in, self.n_hidden, self.n_out, self.recurrent = n_in, n_hidden, n_out, recurrent
@@ -49,10 +53,25 @@ class SNN(nn.Module):
             else None
         )
         self.w_out = nn.Parameter(init.out_std * torch.randn(n_hidden, n_out) / math.sqrt(n_hidden))
+        # model.neuron=adlif: the hidden neurons' learned adaptation (algorithms/adlif.py); None: the plain LIF
+        self.adaptive = AdaptiveNeurons(n_hidden, adaptive) if adaptive is not None else None
+        self.delays = delays  # model.delays: the input channels' axonal delays (algorithms/delays.py); None: none
+
+    @property
+    def neuron(self) -> str:
+        return "lif" if self.adaptive is None else "adlif"
+
+    def constrain(self) -> None:
+        """Parameters that live in ranges back into them (after an optimiser step): adLIF's τ_u, τ_w, a, b; delays."""
+        if self.adaptive is not None:
+            self.adaptive.constrain()
+        if self.delays is not None:
+            self.delays.constrain()
 
     def drive(self, x: torch.Tensor) -> torch.Tensor:
-        """Feed-forward synaptic input W_in x[t] for all steps at once: (batch, time, hidden)."""
-        return x @ self.w_in
+        """Feed-forward synaptic input W_in x[t] for all steps at once (x̃, delayed, with model.delays):
+        (batch, time, hidden)."""
+        return (x if self.delays is None else self.delays(x)) @ self.w_in
 
     def readout(self, spikes: torch.Tensor) -> torch.Tensor:
         """Readout membrane V_out (batch, time, classes) for hidden spikes (batch, time, hidden)."""
@@ -61,7 +80,10 @@ class SNN(nn.Module):
     @torch.no_grad()
     def simulate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward pass without gradients: hidden spikes and readout voltages, (batch, time, ·)."""
-        spikes, _ = lif_forward(self.drive(x), self.w_rec, self.hidden)
+        if self.adaptive is not None:
+            spikes, _ = adlif_sequence(self.drive(x), self.w_rec, self.hidden, self.adaptive)
+        else:
+            spikes, _ = lif_forward(self.drive(x), self.w_rec, self.hidden)
         return spikes, self.readout(spikes)
 
     def synops_per_spike(self) -> tuple[int, int]:

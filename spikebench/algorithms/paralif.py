@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
-from .base import SpikingModule, StepOutput, lif_params_from_config
+from .base import SpikingModule, StepOutput, input_delays, lif_params_from_config
+from .delays import InputDelays
 from .network import InitParams
 from .trace import Connection, Trace
 from .parallel_lif import neuron_major, project, gain_ratio, lif_membrane, previous_step_time_last
@@ -230,6 +231,7 @@ class ParaLIFNet(nn.Module):
         init: InitParams = InitParams(),
         membrane: str = "scan",
         chunk: int = 32,
+        delays: InputDelays | None = None,
     ) -> None:
         super().__init__()
         if layers < 1:
@@ -244,6 +246,15 @@ class ParaLIFNet(nn.Module):
             for i in range(layers)
         )
         self.w_out = nn.Parameter(init.out_std * torch.randn(n_hidden, n_out) / math.sqrt(n_hidden))
+        self.delays = delays  # model.delays: the input channels' delays (algorithms/delays.py), learned by autograd
+
+    def delayed(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.delays is None else self.delays(x)
+
+    def constrain(self) -> None:
+        """The delays back into [0, max] after an optimiser step."""
+        if self.delays is not None:
+            self.delays.constrain()
 
     def readout(self, spikes: torch.Tensor) -> torch.Tensor:
         """Readout membrane V_out (classes, batch, time) for spikes (hidden, batch, time): the filter of
@@ -257,7 +268,7 @@ class ParaLIFNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes of the last hidden layer (batch, time, hidden) and readout voltages (batch, time, classes)
         for x (batch, time, inputs); both are views of neuron-major tensors."""
-        s = neuron_major(x)
+        s = neuron_major(self.delayed(x))
         for layer in self.layers:
             s, _ = layer(s)
         return s.permute(1, 2, 0), self.readout(s).permute(1, 2, 0)
@@ -276,10 +287,10 @@ class ParaLIFNet(nn.Module):
         """Per layer its input → W_in and, if recurrent, h → W_rec (Eq. 23); the last layer's spikes → W_out.
         Activations: each layer's spikes (h, a first guess that Eq. 23 corrects, is an input, not an output)."""
         batch_major = lambda t: t.permute(1, 2, 0)  # noqa: E731  (n, batch, time) → (batch, time, n)
-        out, s = Trace(), neuron_major(x)
+        out, s = Trace(), neuron_major(self.delayed(x))
         for k, layer in enumerate(self.layers):
-            spikes, _, h = layer.run(s)
-            out.connections.append(Connection(f"layers.{k}.w_in", layer.w_in, batch_major(s)))
+            spikes, _, h = layer.run(s)  # an input spike is one event however it is delayed: counted on x
+            out.connections.append(Connection(f"layers.{k}.w_in", layer.w_in, x if k == 0 else batch_major(s)))
             if h is not None:
                 out.connections.append(Connection(f"layers.{k}.w_rec", layer.w_rec, batch_major(h)))
             out.activations.append(batch_major(spikes))
@@ -329,6 +340,7 @@ class ParaLIF(SpikingModule):
             init=InitParams(**cfg.model.init),
             membrane=str(a.membrane),
             chunk=int(a.chunk),
+            delays=input_delays(cfg, self.data_shape),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from spikebench.errors import ConfigError, UserError  # noqa: F401 - re-exported
 
-from .schema import ALGORITHMS, TrainConfig
+from .algorithms import ALGORITHMS, check_capabilities, spec_of
+from .schema import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent
 ROOT = CONFIG_DIR.parent
@@ -126,6 +127,13 @@ def check_ranges(cfg: DictConfig, prefix: str = "") -> None:
         if value is None or not meta or isinstance(value, bool):
             continue
         name = f"{prefix}{f.name}={value}"
+        if "interval" in meta:  # [low, high], low < high (and > 0 for "positive")
+            pair = list(value)
+            if len(pair) != 2 or not all(math.isfinite(v) for v in pair) or not pair[0] <= pair[1] or (
+                    meta["interval"] == "positive" and pair[0] <= 0):
+                what = "positive " if meta["interval"] == "positive" else ""
+                raise ConfigError(f"{prefix}{f.name}={pair}: must be [low, high], {what}finite numbers with low <= high")
+            continue
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{name}: {did_you_mean(str(value), list(meta['choices']))}choose one of: "
                               f"{', '.join(meta['choices'])}")
@@ -248,10 +256,14 @@ def _check_complete(cfg: DictConfig, prefix: str = "") -> None:
 
 
 def choices(group: str) -> list[str]:
+    if group == "algorithm":  # the declared algorithms (configs/algorithms.py), each with its defaults file
+        return list(ALGORITHMS)
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
 def load_group(group: str, choice: str) -> DictConfig:
+    if group == "algorithm":
+        return OmegaConf.load(spec_of(choice).defaults_file)
     path = CONFIG_DIR / group / f"{choice}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown {group} '{choice}'; {did_you_mean(str(choice), choices(group))}"
@@ -288,12 +300,9 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         experiment = load_group("experiment", str(picked["experiment"]))
         experiment_algorithm = dict(experiment.get("defaults", {})).get("algorithm", base_choice)
         picked.update({k: v for k, v in dict(experiment.pop("defaults", {})).items() if k not in cli_choices})
-    algorithm = str(picked["algorithm"])
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm '{algorithm}'; {did_you_mean(algorithm, list(ALGORITHMS))}"
-                          f"choose one of: {', '.join(ALGORITHMS)}")
+    spec = spec_of(str(picked["algorithm"]))
     cfg = OmegaConf.structured(TrainConfig)
-    cfg.algorithm = OmegaConf.structured(ALGORITHMS[algorithm])
+    cfg.algorithm = OmegaConf.structured(spec.settings)
     layers = [("configs/train.yaml", base)]
     layers += [(f"configs/{g}/{picked[g]}.yaml", {g: load_group(g, str(picked[g]))}) for g in ("algorithm", "data", "logger")]
     if experiment is not None:
@@ -355,6 +364,7 @@ def finish(cfg: DictConfig, pairs: list[tuple[str, Any]]) -> DictConfig:
         set_key(cfg, key, value)
     _check_complete(cfg)
     check_ranges(cfg)
+    check_capabilities(cfg)
     check_trainer(cfg.trainer)
     cfg.data.root = resolve_path(cfg.data.root)
     return cfg

@@ -43,6 +43,23 @@ class Init:
 
 
 @dataclass
+class Adlif:  # model.neuron=adlif (algorithms/adlif.py): ranges of the per-neuron parameters, [low, high]
+    tau_u: List[float] = field(default_factory=list, metadata={"interval": "positive"})
+    tau_w: List[float] = field(default_factory=list, metadata={"interval": "positive"})
+    a: List[float] = field(default_factory=list, metadata={"interval": "any"})
+    b: List[float] = field(default_factory=list, metadata={"interval": "any"})
+    coupling: float = at_least(0.0, above=True)
+
+
+@dataclass
+class Delays:  # model.delays (algorithms/delays.py): an axonal delay per input channel
+    enabled: bool = MISSING
+    max: float = at_least(0.0, above=True)
+    init: str = field(default=MISSING, metadata={"choices": ("uniform", "zero")})
+    learn: bool = MISSING
+
+
+@dataclass
 class Model:
     hidden: int = at_least(1)
     recurrent: bool = MISSING
@@ -54,6 +71,9 @@ class Model:
     v_reset: float = MISSING
     backend: str = MISSING
     integration: str = MISSING
+    neuron: str = field(default=MISSING, metadata={"choices": ("lif", "adlif")})
+    adlif: Adlif = field(default_factory=Adlif)
+    delays: Delays = field(default_factory=Delays)
     init: Init = field(default_factory=Init)
 
 
@@ -161,63 +181,6 @@ class Logger:
 
 
 @dataclass
-class Bptt:
-    name: str = "bptt"
-    surrogate: str = MISSING
-    slope: float = at_least(0.0, above=True)
-    detach_reset: bool = MISSING
-
-
-@dataclass
-class Eprop:
-    name: str = "eprop"
-    gamma: float = at_least(0.0, above=True)
-    feedback: str = MISSING
-    feedback_std: float = at_least(0.0, above=True)
-    feedback_seed: int = MISSING
-    chunk: int = at_least(1)
-    alif_beta: float = at_least(0.0)
-    alif_tau: float = at_least(0.0, above=True)
-
-
-@dataclass
-class Eventprop:
-    name: str = "eventprop"
-    time_mode: str = MISSING
-    block_steps: int = at_least(1)
-    vdot_floor: float = at_least(0.0)
-    silent_lift: float = at_least(0.0)
-    first_spike_tau0: float = at_least(0.0, above=True)
-    first_spike_tau1: float = at_least(0.0, above=True)
-    first_spike_alpha: float = at_least(0.0)
-
-
-@dataclass
-class Lstm:
-    name: str = "lstm"
-    layers: int = at_least(1)
-    readout: str = MISSING
-
-
-@dataclass
-class Paralif:
-    name: str = "paralif"
-    spike_mode: str = MISSING
-    threshold: Optional[float] = at_least(0.0, above=True)
-    surrogate: str = MISSING
-    slope: float = at_least(0.0, above=True)
-    gs_temperature: float = at_least(0.0, above=True)
-    layers: int = at_least(1)
-    learn_tau: bool = MISSING
-    learn_threshold: bool = MISSING
-    membrane: str = MISSING
-    chunk: int = at_least(1)
-
-
-ALGORITHMS: Dict[str, type] = {"bptt": Bptt, "eprop": Eprop, "eventprop": Eventprop, "lstm": Lstm, "paralif": Paralif}
-
-
-@dataclass
 class TrainConfig:
     seed: int = MISSING
     output_dir: Optional[str] = None
@@ -233,7 +196,7 @@ class TrainConfig:
     trainer: Dict[str, Any] = field(default_factory=dict)  # lightning.Trainer's keyword arguments
     data: Data = field(default_factory=Data)
     logger: Logger = field(default_factory=Logger)
-    algorithm: Any = None  # one of ALGORITHMS, set by the group choice
+    algorithm: Any = None  # an algorithm's settings (configs/algorithms.py), set by the group choice
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ best.yaml (an experiment file), best_command.txt (`python train.py …`), histor
 from __future__ import annotations
 
 from spikebench.errors import UserError
-import logging
 import os
 import socket
 import sys
@@ -45,7 +44,7 @@ from spikebench.datamodules import build_datamodule
 from spikebench.train import quiet_lightning, run
 
 from . import search_space, study_report
-from .storage import StorageLost, corrupt_journal, make_storage, mask_password, split_password
+from .storage import StorageLost, corrupt_journal, make_storage, split_password
 
 SWEEP_DEFAULTS = CONFIG_DIR / "sweep.yaml"
 TRIAL_DEFAULTS = ["trainer.enable_progress_bar=false", "logger=wandb"]  # before the user's overrides, which win
@@ -182,7 +181,8 @@ class TrialObjective:
         pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
         cpu0 = time.process_time()
         try:
-            results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")])
+            results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")],
+                          command=["train.py", *self.overrides, *search_space.overrides(params), f"output_dir={cfg.output_dir}"])
         except UserError as err:  # the trial is recorded as failed, then optimize() stops the study with this line
             self.user_error = err
             raise
@@ -262,7 +262,6 @@ def optimize(argv: list[str]) -> optuna.Study:
     sweep_items, user = split_args(argv)
     scfg = load_sweep_config(sweep_items)
     scfg.storage = split_password(scfg.storage)  # the password goes to PGPASSWORD, never into a record
-    sys.argv[:] = [mask_password(a) for a in sys.argv]  # W&B records the command line of each trial's run
     cfg0 = compose_config([*TRIAL_DEFAULTS, *user, *TRIAL_FIXED])  # checks the overrides before any trial starts
     name = scfg.study_name or f"{cfg0.algorithm.name}-{cfg0.data.name}"
     group = [f"logger.group={name}"] if cfg0.logger.name == "wandb" else []  # the user's logger.group wins
@@ -395,7 +394,6 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spikebench.datamodules import DataError
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):

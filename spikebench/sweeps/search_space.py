@@ -22,7 +22,10 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from spikebench.configs import ALGORITHMS, spec_of
+
 SPACES = Path(__file__).resolve().parent / "spaces"
+WANDB = Path(__file__).resolve().parent / "wandb"  # the W&B sweep files, written from the spaces (wandb_sweep)
 KINDS = ("float", "int", "categorical")
 
 
@@ -114,15 +117,14 @@ def _param(key: str, spec: Any) -> Param:
 
 
 def space_path(algorithm: str, path: str | None = None) -> Path:
-    """The space file: `path` if given, else sweeps/spaces/<algorithm>.yaml, else sweeps/spaces/shared.yaml
-    (the keys every algorithm has)."""
+    """The space file: `path` if given, else the one the algorithm's declaration names (configs/algorithms.py:
+    sweeps/spaces/<algorithm>.yaml for the suite's own)."""
     if path:
         p = Path(path).expanduser()
         if not p.is_file():
             raise ConfigError(f"sweep.space={path}: no such file")
         return p
-    own = SPACES / f"{algorithm}.yaml"
-    return own if own.is_file() else SPACES / "shared.yaml"
+    return spec_of(algorithm).space_file
 
 
 def load_space(path: str | Path) -> dict[str, Param]:
@@ -170,3 +172,67 @@ def format_value(value: Any) -> str:
 def overrides(params: dict[str, Any]) -> list[str]:
     """`key=value` overrides for a trial's parameters."""
     return [f"{k}={format_value(v)}" for k, v in params.items()]
+
+
+# ----------------------------------------------------------------------------------------------
+# W&B sweep files (sweeps/wandb/<algorithm>.yaml): the same space for `wandb agent`
+# ----------------------------------------------------------------------------------------------
+
+WANDB_HEADER = """\
+# W&B sweep over train.py for algorithm={name}: Bayesian optimisation of val/acc (logged every epoch) over the
+# ranges of sweeps/spaces/{name}.yaml, with Hyperband early termination. From the repository root:
+#   wandb sweep sweeps/wandb/{name}.yaml            # prints the sweep id
+#   wandb agent <entity>/spikebench/<sweep id>     # on each machine; runs `python train.py key=value …`
+# Edit the `value:` entries (data set, epochs) or add any other train.py key the same way.
+# Written by `python -m spikebench.sweeps.search_space --write-wandb` from the search space; do not edit the ranges here.
+name: {name}-shd
+program: train.py
+project: spikebench
+method: bayes
+metric:
+  name: val/acc
+  goal: maximize
+early_terminate:
+  type: hyperband
+  min_iter: 3
+command:
+  - ${{env}}
+  - ${{interpreter}}
+  - ${{program}}
+  - ${{args_no_hyphens}}
+parameters:
+  algorithm: {{value: {name}}}
+  data: {{value: shd}}
+  logger: {{value: wandb}}
+  trainer.max_epochs: {{value: 30}}
+  trainer.enable_progress_bar: {{value: false}}
+"""
+
+
+def wandb_parameter(p: Param) -> dict:
+    """A space entry as a W&B sweep parameter (integer steps and categories as value lists)."""
+    if p.kind == "categorical":
+        return {"values": list(p.choices)}
+    if p.step:
+        return {"values": p.grid_values(int(round((p.high - p.low) / p.step)) + 1)}
+    return {"distribution": "log_uniform_values" if p.log else "uniform", "min": p.low, "max": p.high}
+
+
+def wandb_sweep(algorithm: str) -> str:
+    """The text of the algorithm's W&B sweep file, from its declared search space."""
+    lines = [WANDB_HEADER.format(name=algorithm).rstrip("\n")]
+    for key, p in load_space(space_path(algorithm)).items():
+        flow = yaml.safe_dump(wandb_parameter(p), default_flow_style=True, width=10**6, sort_keys=False).strip()
+        lines.append(f"  {key}: {flow}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m spikebench.sweeps.search_space --write-wandb
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write sweeps/wandb/<algorithm>.yaml for every declared algorithm.")
+    ap.add_argument("--write-wandb", action="store_true", required=True)
+    ap.parse_args()
+    for name in ALGORITHMS:
+        (WANDB / f"{name}.yaml").write_text(wandb_sweep(name))
+        print(WANDB / f"{name}.yaml")

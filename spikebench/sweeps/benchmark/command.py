@@ -107,7 +107,6 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     b = load_benchmark_config(choice, items)
     b.tuning.storage = split_password(b.tuning.storage)  # the password goes to PGPASSWORD, never into a record
     argv = [mask_password(a) for a in argv]
-    sys.argv[:] = [mask_password(a) for a in sys.argv]  # W&B records the command line of each run
     out = Path(b.out_dir).expanduser() if b.out_dir else Path("results", b.name).resolve()  # in the working folder
     algorithms = importable(list(b.algorithms))
     if not algorithms:
@@ -177,7 +176,6 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spikebench.datamodules import DataError
 
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):

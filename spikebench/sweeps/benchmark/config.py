@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from spikebench.configs import CONFIG_DIR, ConfigError, did_you_mean, load_structured
+from spikebench.configs import ALGORITHMS, CONFIG_DIR, ConfigError, did_you_mean, load_structured
 
 BENCH_DIR = CONFIG_DIR / "benchmark"
 ISOLATION = ("auto", "fork", "spawn", "none")
@@ -74,7 +74,7 @@ class BenchmarkConfig:
     name: str = "benchmark"
     out_dir: Optional[str] = None    # default: results/<name>
     overrides: List[str] = field(default_factory=list)  # train.py overrides of every cell
-    algorithms: List[str] = field(default_factory=lambda: ["bptt", "eventprop", "eprop", "paralif", "lstm"])
+    algorithms: List[str] = field(default_factory=lambda: list(ALGORITHMS))  # default: every declared one
     algorithm_overrides: Dict[str, List[str]] = field(default_factory=dict)
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     neurobench_samples: Optional[int] = None
@@ -117,17 +117,15 @@ def load_benchmark_config(choice: str, items: list[str] | None = None) -> DictCo
 
 def check_benchmark_config(b: DictConfig) -> None:
     """One-line ValueErrors for values the schema's types cannot catch."""
-    from spikebench.algorithms import REGISTRY
-
     def choice(key: str, value: Any, options: tuple) -> None:
         if value not in options:
             raise ConfigError(f"benchmark.{key}={value}; choose one of: {', '.join(options)}")
 
     for key in ("algorithms", "tuning.random_search"):
         for a in OmegaConf.select(b, key):
-            if a not in REGISTRY:
-                hint = did_you_mean(a, list(REGISTRY))
-                raise ConfigError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(sorted(REGISTRY))}")
+            if a not in ALGORITHMS:
+                hint = did_you_mean(a, list(ALGORITHMS))
+                raise ConfigError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(ALGORITHMS)}")
     for key in ("seeds", "architecture.seeds", "loso.speakers", "loso.seeds"):
         if not OmegaConf.select(b, key):
             raise ConfigError(f"benchmark.{key} must be a non-empty list of integers")
@@ -158,6 +156,6 @@ def check_benchmark_config(b: DictConfig) -> None:
                          "or TPE never uses its model")
     if b.neurobench_samples is not None and b.neurobench_samples < 1:
         raise ConfigError(f"benchmark.neurobench_samples={b.neurobench_samples}: must be >= 1 or null (whole test set)")
-    unknown = set(b.algorithm_overrides or {}) - set(REGISTRY)
+    unknown = set(b.algorithm_overrides or {}) - set(ALGORITHMS)
     if unknown:
         raise ConfigError(f"benchmark.algorithm_overrides: unknown algorithm(s) {', '.join(sorted(unknown))}")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from spikebench.configs import compose_config
+from spikebench.configs import compose_config, spec_of
 
 from . import stats
 from .cells import Cell
@@ -86,12 +86,13 @@ def verdict(out: Path, b: DictConfig, algorithms: list[str], tuned_rows: list[di
         budget = (f"{row['complete']} / {row['pruned']} / {row['failed']}, {row['trial_epochs']}, {row['cpu_h']:.1f}"
                   if row else "not finished")
         mean = lambda k: float(np.nanmean([r.get(k, float("nan")) for r in mine])) if mine else float("nan")  # noqa: E731
-        synops = mean("synops_effective_acs") if a != "lstm" else mean("synops_effective_macs")
+        spiking = spec_of(a).spiking  # a non-spiking reference: multiply-accumulates, no neuron integration
+        synops = mean("synops_effective_acs") if spiking else mean("synops_effective_macs")
         lines.append(
             f"| {a} | {fmt(t_m, t_h)} | {t_n} | {fmt(l_m, l_h)} | {l_n} | {fmt(u_m, u_h)} | "
             f"{1e3 * float(setting(params, configs[a], 'data.dt')):g} | "
-            f"{setting(params, configs[a], 'model.integration') if a != 'lstm' else '–'} | {fmt(mean('train_acc'), float('nan'))} | "
-            f"{mean('epoch_s'):.3g} | {mean('step_mem_bytes') * 1e-6:.3g} | {synops:.3g}{' MACs' if a == 'lstm' else ''} | {budget} |")
+            f"{setting(params, configs[a], 'model.integration') if spiking else '–'} | {fmt(mean('train_acc'), float('nan'))} | "
+            f"{mean('epoch_s'):.3g} | {mean('step_mem_bytes') * 1e-6:.3g} | {synops:.3g}{'' if spiking else ' MACs'} | {budget} |")
     pairs = paired(out, algorithms, tuned, loso)
     text = ["| A − B | Test file: diff. (pp) [95 % interval] | resolved | Left-out speakers: diff. (pp) [95 % interval] | "
             "resolved |", "|---|---|---|---|---|"]

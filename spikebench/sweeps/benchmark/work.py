@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from spikebench.configs import compose_config
+from spikebench.configs import compose_config, spec_of
 
 from .cells import Cell, config_hash
 from .tuning import run_tune
@@ -84,7 +84,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     import torch
 
     from spikebench import train
-    from spikebench.algorithms import SpikingModule, build_module, get_algorithm
+    from spikebench.algorithms import build_module
     from spikebench.algorithms.measure import peak_rss_bytes
     from spikebench.datamodules import data_shape
     from . import neurobench
@@ -114,7 +114,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
             cfg.ckpt_path = str(last_ckpt)
             print(f"resuming from {last_ckpt}", flush=True)
         c0 = time.process_time()
-        results = train.run(cfg, callbacks=[EpochProgress()])
+        results = train.run(cfg, callbacks=[EpochProgress()], command=["train.py", *cell.overrides, f"output_dir={cell_dir}"])
         wall = time.perf_counter() - t0 if not resume else float("nan")  # a resumed cell's own wall time is partial
         results["cpu_s"] = time.process_time() - c0 if not resume else float("nan")
     rss = float(peak_rss_bytes())  # the cell process's, imports and data included: not an algorithm figure
@@ -130,7 +130,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
     batches = [x.to(device) for x in test_set_frames(cfg, cell.info.get("neurobench_samples"))]
     nb = {**neurobench.static_metrics(module), **neurobench.workload_metrics(module, batches)}
-    spiking = issubclass(get_algorithm(cell.algorithm), SpikingModule)  # the LSTM reports activations, not spikes
+    spiking = spec_of(cell.algorithm).spiking  # the non-spiking reference reports activations, not spikes
     finite = [s for s in curve["epoch_s"] if math.isfinite(s)]
     row = {
         "test_acc": float(results["test/acc"]),

@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from spikebench.algorithms import REGISTRY, build_module, get_algorithm
+from spikebench.algorithms import ALGORITHMS, build_module, get_algorithm
 from spikebench.datamodules import data_shape
 from spikebench.algorithms.measure import step_time
 from spikebench.algorithms.neuron import LIFParams, lif_reference, lif_sequence
@@ -168,7 +168,7 @@ def epoch_table(device: str, args: argparse.Namespace) -> None:
     print("| algorithm | model.backend | s / step | epoch s | steps measured |")
     print("| --- | --- | ---: | ---: | ---: |")
     skipped = []
-    for name in REGISTRY:
+    for name in ALGORITHMS:
         try:
             get_algorithm(name)
         except Exception as err:  # not landed yet, or broken: say so and go on
