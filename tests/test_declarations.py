@@ -62,7 +62,7 @@ def test_an_algorithm_trains_a_step_with_every_loss_regulariser_form_and_neuron_
         cfg = compose_config(overrides)
         module = build_module(cfg, data_shape(cfg))
         shape = module.data_shape
-        x = (torch.rand(3, int(round(shape.duration / shape.dt)), shape.n_in) < 0.2).float()
+        x = (torch.rand(3, int(round(shape.duration / shape.dt)), shape.n_in) < 0.5).float()  # dense: every network fires
         out = module.forward_backward(x, torch.tensor([0, 1, 2]) % shape.n_classes)
         grads = [p.grad for p in module.parameters() if p.requires_grad]
         assert torch.isfinite(out.loss) and any(g is not None and g.abs().sum() > 0 for g in grads), (kind, form)

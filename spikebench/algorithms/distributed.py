@@ -79,6 +79,15 @@ def reduce_over_processes(value: float, how: str, device: torch.device | None = 
     return float(t)
 
 
+def mean_over_processes(t: torch.Tensor) -> torch.Tensor:
+    """The mean of `t` over the processes (in place; a collective); `t` itself on one."""
+    n = world_size()
+    if n > 1:
+        dist.all_reduce(t)
+        t /= n
+    return t
+
+
 def average_gradients(params: Iterable[torch.Tensor]) -> None:
     """Replace every `.grad` by its mean over the processes (one all-reduce of all gradients); no-op on one."""
     n = world_size()

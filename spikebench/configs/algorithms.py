@@ -133,6 +133,25 @@ class Paralif:
     chunk: int = at_least(1)
 
 
+@dataclass
+class Stdp:
+    name: str = "stdp"
+    rule: str = field(default=MISSING, metadata={"choices": ("additive", "multiplicative", "memristor")})
+    eta_plus: float = at_least(0.0)
+    eta_minus: float = at_least(0.0)
+    tau_plus: float = at_least(0.0, above=True)
+    tau_minus: float = at_least(0.0, above=True)
+    w_min: float = MISSING
+    w_max: float = MISSING
+    beta_plus: float = at_least(0.0)
+    beta_minus: float = at_least(0.0)
+    init_fraction: float = at_least(0.0)
+    inhibition: float = at_least(0.0)
+    target_rate: float = at_least(0.0, above=True)
+    theta_lr: float = at_least(0.0)
+    readout: str = field(default=MISSING, metadata={"choices": ("gradient", "assignment")})
+
+
 DECLARED = (  # the tables' order
     AlgorithmSpec(
         "bptt", "spikebench.algorithms.bptt:BPTT", Bptt,
@@ -152,6 +171,11 @@ DECLARED = (  # the tables' order
         delays=("fixed", "learned"),
         export="ParaLIF's neuron (no reset; spikes drawn from a normalised membrane, stochastic in some modes, "
                "recurrence through the feed-forward potential) has no NIR node"),
+    AlgorithmSpec(
+        "stdp", "spikebench.algorithms.stdp:STDP", Stdp,
+        "a local spike-timing rule on W_in, no gradient and no label (Song et al. 2000; Diehl & Cook 2015); the "
+        "readout by gradient on W_out only",
+        export="its lateral inhibition and per-neuron homeostatic thresholds are not written by export.py"),
     AlgorithmSpec(
         "lstm", "spikebench.algorithms.lstm:LSTMReference", Lstm,
         "the non-spiking reference: an LSTM on the same binned input (Cramer et al. 2020)",
