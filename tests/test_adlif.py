@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from spikebench import export
-from spikebench.algorithms.adlif import AdaptiveNeurons, AdLIFRanges, adlif_sequence
+from spikebench.algorithms.adlif import AdaptiveNeurons, AdLIFRanges, adlif_reference, adlif_sequence
 from spikebench.algorithms.neuron import LIFParams, lif_reference
 from spikebench.configs import ALGORITHMS, compose_config
 from spikebench.errors import ConfigError
@@ -99,7 +99,7 @@ def test_without_spikes_the_gradient_in_weights_and_every_neuron_parameter_equal
     target = torch.randn(2, 40, 3, dtype=torch.float64)
 
     def loss() -> torch.Tensor:
-        _, u = adlif_sequence(x @ w_in, None, p, nrn)
+        _, u = adlif_reference(x @ w_in, None, p, nrn)
         return ((u - target) ** 2).mean()
 
     loss().backward()
@@ -115,6 +115,33 @@ def test_without_spikes_the_gradient_in_weights_and_every_neuron_parameter_equal
                 param.view(-1)[k] += h
             fd = (up - down) / (2 * h)
             assert abs(grad.view(-1)[k] - fd) <= 1e-6 * max(1e-3, abs(fd)), (name, k, float(grad.view(-1)[k]), fd)
+
+
+@pytest.mark.parametrize("recurrent,detach_reset,integration", [(True, True, "held"), (False, True, "exact"),
+                                                                 (True, False, "held")])
+def test_the_sequence_node_gives_the_unrolled_equations_spikes_and_autograd_gradient(recurrent, detach_reset,
+                                                                                      integration):
+    """adlif_sequence (one node, its own backward) against autograd of adlif_reference, float64, with spikes and the
+    surrogate, in the drive, W_rec and every neuron parameter."""
+    torch.manual_seed(4)
+    p = LIFParams(dt=1e-3, tau_syn=5e-3, integration=integration)
+    grads = []
+    for fn in (adlif_reference, adlif_sequence):
+        torch.manual_seed(5)
+        nrn = population(6, seed=5)
+        drive = (3.0 * torch.rand(3, 50, 6, dtype=torch.float64)).requires_grad_()
+        w_rec = (0.5 * torch.randn(6, 6, dtype=torch.float64)).requires_grad_() if recurrent else None
+        readout = torch.randn(6, dtype=torch.float64)
+        spikes, us = fn(drive, w_rec, p, nrn, "fast_sigmoid", 5.0, detach_reset)
+        ((spikes * torch.linspace(1, 2, 50, dtype=torch.float64)[None, :, None]) @ readout).pow(2).mean().backward()
+        named = [drive, *([w_rec] if recurrent else []), *nrn.parameters()]
+        grads.append((spikes.detach(), us.detach(), [t.grad.clone() for t in named]))
+    (s_ref, u_ref, g_ref), (s_seq, u_seq, g_seq) = grads
+    assert s_ref.sum() > 10 and torch.equal(s_ref, s_seq)
+    torch.testing.assert_close(u_seq, u_ref, rtol=1e-12, atol=1e-12)
+    for ref, seq in zip(g_ref, g_seq):
+        assert ref.abs().sum() > 0
+        torch.testing.assert_close(seq, ref, rtol=1e-10, atol=1e-12)
 
 
 def test_bptt_trains_adlif_end_to_end_and_keeps_every_parameter_in_its_range(one_thread):

@@ -25,7 +25,8 @@ within the step (γ of neuron.LIFParams.gain with τ_u in place of τ_mem) while
 clamped back into them after every optimiser step (`AdaptiveNeurons.constrain`), as the paper trains them. The
 ranges are the suite's defaults (configs/train.yaml), not a published recipe for every data set: tune them.
 
-Training: BPTT differentiates `adlif_sequence` (this loop) by autograd, Θ' replaced by the surrogate; no other
+Training: BPTT trains through `adlif_sequence`, one autograd node whose backward is the discrete adjoint of these
+equations (Θ' replaced by the surrogate), tested against autograd of the unrolled loop `adlif_reference`; no other
 algorithm implements adLIF yet (configs/algorithms.py declares which neurons each one trains, and refuses the
 others in one line).
 """
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from .neuron import LIFParams, input_gain
-from .surrogates import spike
+from .surrogates import get_surrogate, spike
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,13 @@ def adaptation_step(w: torch.Tensor, v: torch.Tensor, s: torch.Tensor, neurons: 
     return beta * w + one_minus_beta * neurons.ranges.coupling * (neurons.a * v + neurons.b * s)
 
 
-def adlif_sequence(a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams, neurons: AdaptiveNeurons,
-                   surrogate: str = "fast_sigmoid", slope: float = 10.0, detach_reset: bool = True
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def adlif_reference(a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams, neurons: AdaptiveNeurons,
+                    surrogate: str = "fast_sigmoid", slope: float = 10.0, detach_reset: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hidden spikes and pre-reset membranes U, (batch, time, hidden), for the drive a = W_in x: the equations
     above unrolled, differentiable by autograd (Θ' replaced by the surrogate) in the weights and in τ_u, τ_w, a, b.
-    `detach_reset`: no gradient through the reset (as neuron.lif_reference)."""
+    `detach_reset`: no gradient through the reset (as neuron.lif_reference). The specification of
+    `adlif_sequence`; slow, and its graph of ~20 nodes per step is too large for long trials: tests only."""
     batch, steps, hidden = a.shape
     coeffs = adlif_coefficients(neurons, p)
     i = a.new_zeros(batch, hidden)
@@ -120,3 +122,85 @@ def adlif_sequence(a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams, ne
         spikes.append(s)
         us.append(u)
     return torch.stack(spikes, 1), torch.stack(us, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole sequence as one autograd node: forward without a graph, backward by the discrete adjoint
+# ----------------------------------------------------------------------------------------------
+
+
+def adlif_sequence(a: torch.Tensor, w_rec: torch.Tensor | None, p: LIFParams, neurons: AdaptiveNeurons,
+                   surrogate: str = "fast_sigmoid", slope: float = 10.0, detach_reset: bool = True
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`adlif_reference`'s spikes and U as one autograd node (what BPTT trains with): the same numbers, the
+    gradient of the same unrolled equations (tests/test_adlif.py), with three (batch, time, hidden) maps kept for
+    the backward pass (U, I, W) instead of a graph of every step's operations."""
+    alpha, beta, gamma, _ = adlif_coefficients(neurons, p)
+    q = neurons.ranges.coupling
+    w = w_rec if w_rec is not None else a.new_zeros(0)
+    return AdLIFSequence.apply(a, w, alpha, beta, gamma, neurons.a * q, neurons.b * q, p, surrogate, slope,
+                               detach_reset)
+
+
+class AdLIFSequence(torch.autograd.Function):
+    """Inputs: drive a (B, T, H), W_rec (or an empty tensor), per-neuron α, β, γ, qa, qb. Outputs: spikes, U."""
+
+    @staticmethod
+    def forward(ctx, a, w_rec, alpha, beta, gamma, qa, qb, p: LIFParams, surrogate: str, slope: float,
+                detach_reset: bool):  # type: ignore[override]
+        batch, steps, hidden = a.shape
+        rec = w_rec.numel() > 0
+        i = a.new_zeros(batch, hidden)
+        v, w, s = torch.zeros_like(i), torch.zeros_like(i), torch.zeros_like(i)
+        us, cur, ws = torch.empty_like(a), torch.empty_like(a), torch.empty_like(a)
+        spikes = torch.empty_like(a)
+        for t in range(steps):
+            i = p.beta * i + (a[:, t] + s @ w_rec if rec else a[:, t])
+            u = alpha * v + gamma * i - (1.0 - alpha) * w
+            s = (u >= p.threshold).to(u.dtype)
+            v = u - (u - p.v_reset) * s
+            w = beta * w + (1.0 - beta) * (qa * v + qb * s)
+            us[:, t], cur[:, t], ws[:, t], spikes[:, t] = u, i, w, s
+        ctx.save_for_backward(us, cur, ws, spikes, w_rec, alpha, beta, gamma, qa, qb)
+        ctx.p, ctx.surrogate, ctx.slope, ctx.detach_reset = p, surrogate, slope, detach_reset
+        ctx.mark_non_differentiable(us)
+        return spikes, us
+
+    @staticmethod
+    def backward(ctx, g_spikes, _g_us):  # type: ignore[override]
+        """Reverse through the steps (notation of the module docstring; g· = ∂L/∂·):
+        gW[t] = β gW[t+1] − (1 − α) gU[t+1];   gV[t] = α gU[t+1] + (1 − β) qa gW[t];
+        gs[t] = ∂L/∂s[t] + gI[t+1] W_recᵀ + (1 − β) qb gW[t] (− (U[t] − V_r) gV[t] without detach_reset);
+        gU[t] = (1 − s[t]) gV[t] + σ'(U[t] − ϑ) gs[t];   gI[t] = β_syn gI[t+1] + γ gU[t];   ∂L/∂a[t] = gI[t]."""
+        us, cur, ws, spikes, w_rec, alpha, beta, gamma, qa, qb = ctx.saved_tensors
+        p, sigma = ctx.p, get_surrogate(ctx.surrogate)
+        batch, steps, hidden = us.shape
+        rec = w_rec.numel() > 0
+        g_a = torch.empty_like(us)
+        g_rec = torch.zeros_like(w_rec) if rec else None
+        g_alpha, g_beta, g_gamma, g_qa, g_qb = (torch.zeros_like(alpha) for _ in range(5))
+        g_i_next, g_u_next, g_w_next = (us.new_zeros(batch, hidden) for _ in range(3))
+        for t in range(steps - 1, -1, -1):
+            u, s = us[:, t], spikes[:, t]
+            v = u - (u - p.v_reset) * s
+            w_prev = ws[:, t - 1] if t > 0 else torch.zeros_like(u)
+            v_prev = (us[:, t - 1] - (us[:, t - 1] - p.v_reset) * spikes[:, t - 1]) if t > 0 else torch.zeros_like(u)
+            g_w = beta * g_w_next - (1.0 - alpha) * g_u_next
+            g_v = alpha * g_u_next + (1.0 - beta) * qa * g_w
+            g_s = g_spikes[:, t] + (1.0 - beta) * qb * g_w
+            if rec:
+                g_s = g_s + g_i_next @ w_rec.T
+            if not ctx.detach_reset:
+                g_s = g_s - (u - p.v_reset) * g_v
+            g_u = (1.0 - s) * g_v + sigma(u - p.threshold, ctx.slope) * g_s
+            g_i = p.beta * g_i_next + gamma * g_u
+            g_a[:, t] = g_i
+            if rec and t > 0:
+                g_rec += spikes[:, t - 1].T @ g_i
+            g_alpha += (g_u * (v_prev + w_prev)).sum(0)
+            g_gamma += (g_u * cur[:, t]).sum(0)
+            g_beta += (g_w * (w_prev - (qa * v + qb * s))).sum(0)
+            g_qa += (g_w * (1.0 - beta) * v).sum(0)
+            g_qb += (g_w * (1.0 - beta) * s).sum(0)
+            g_i_next, g_u_next, g_w_next = g_i, g_u, g_w
+        return g_a, g_rec, g_alpha, g_beta, g_gamma, g_qa, g_qb, None, None, None, None

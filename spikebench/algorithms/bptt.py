@@ -5,8 +5,8 @@ is replaced by a surrogate σ' (`algorithm.surrogate`, `algorithm.slope`). To ke
 Python overhead at 1000 steps, the input projection W_in x is one matrix product over all steps and the
 LIF recurrence is one autograd node over the whole sequence (`neuron.lif_sequence`), which keeps only the
 pre-reset membrane U for its backward pass (the discrete adjoint, see `neuron.lif_backward`). With adaptive
-neurons (`model.neuron=adlif`) the recurrence is `adlif.adlif_sequence`, unrolled and differentiated by autograd
-(also in τ_u, τ_w, a and b of every neuron).
+neurons (`model.neuron=adlif`) the recurrence is `adlif.adlif_sequence`, one node with its discrete adjoint (also
+in τ_u, τ_w, a and b of every neuron).
 """
 
 from __future__ import annotations
