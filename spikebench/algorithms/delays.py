@@ -49,22 +49,47 @@ class InputDelays(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x̃ (batch, time, channels) for x of the same shape: every channel shifted by its delay."""
-        steps = self.delay.to(x.dtype) / self.dt
-        whole = steps.detach().floor()
-        frac = steps - whole  # carries the gradient
-        n = whole.long()
-        lo = shift_channels(x, n)
-        hi = shift_channels(x, n + 1)
-        return lo + frac * (hi - lo)
+        return DelayShift.apply(x, self.delay, self.dt)
 
 
-def shift_channels(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """y[:, t, c] = x[:, t − shifts[c], c] (0 before the start), for whole shifts >= 0 per channel."""
-    out = torch.zeros_like(x)
-    steps = x.shape[1]
-    for k in torch.unique(shifts).tolist():  # one strided copy per distinct shift (at most max_steps + 2 of them)
-        if k >= steps:
-            continue
-        cols = (shifts == k).nonzero().squeeze(1)
-        out[:, k:, cols] = x[:, : steps - k, cols] if k > 0 else x[:, :, cols]
-    return out
+class DelayShift(torch.autograd.Function):
+    """x̃ = (1 − f) x[t − n] + f x[t − n − 1] per channel, and ∂L/∂d_c = Σ_{b,t} ∂L/∂x̃ (x[t − n − 1] − x[t − n]) / dt.
+
+    One node, so that the backward pass keeps nothing but the input batch (which lives anyway) and the delays:
+    autograd of the formula above would keep the two shifted copies and their difference, (batch, time, channels)
+    each. The input gets no gradient (it is data)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, delay: torch.Tensor, dt: float) -> torch.Tensor:  # type: ignore[override]
+        steps = delay.detach().to(x.dtype) / dt
+        whole = steps.floor()
+        frac, n = steps - whole, whole.long()
+        out = torch.zeros_like(x)
+        for k, cols, f in groups(n, frac):
+            span = x.shape[1]
+            if k < span:
+                out[:, k:, cols] += (1.0 - f) * x[:, : span - k, cols]
+            if k + 1 < span:
+                out[:, k + 1:, cols] += f * x[:, : span - k - 1, cols]
+        ctx.save_for_backward(x, n, frac)
+        ctx.dt = dt
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        x, n, frac = ctx.saved_tensors
+        grad = torch.zeros(len(n), dtype=g.dtype, device=g.device)
+        span = x.shape[1]
+        for k, cols, _ in groups(n, frac):
+            if k + 1 < span:  # the later tap: + x[t − n − 1]
+                grad[cols] += (g[:, k + 1:, cols] * x[:, : span - k - 1, cols]).sum((0, 1))
+            if k < span:  # the earlier tap: − x[t − n]
+                grad[cols] -= (g[:, k:, cols] * x[:, : span - k, cols]).sum((0, 1))
+        return None, grad / ctx.dt, None
+
+
+def groups(n: torch.Tensor, frac: torch.Tensor):
+    """(whole shift k, the channels shifted by k, their fractions as a (1, 1, channels) tensor) per distinct k."""
+    for k in torch.unique(n).tolist():
+        cols = (n == k).nonzero().squeeze(1)
+        yield k, cols, frac[cols].view(1, 1, -1)
