@@ -104,3 +104,14 @@ def test_assignment_readout_labels_each_neuron_by_its_mean_response_and_scores_b
     assert module.assigned.tolist() == [0, 1, 0] and float(module.responses.sum()) == 0.0
     scores = module.assignment_scores(torch.tensor([[2.0, 5.0, 4.0]]))
     assert scores.tolist() == [[3.0, 5.0]]  # class 0: mean of neurons 0 and 2; class 1: neuron 1
+
+
+def test_weight_normalisation_gives_every_neuron_the_same_input_weight_sum_after_an_update(one_thread):
+    module = module_for(["algorithm=stdp", "model.hidden=8", "data.channels=12", "data.duration=0.05",
+                         "algorithm.weight_sum=2.0", "algorithm.eta_plus=0.05"])
+    torch.testing.assert_close(module.net.w_in.detach().sum(0), torch.full((8,), 2.0))
+    x = (torch.rand(4, 50, 12) < 0.3).float()
+    before = module.net.w_in.detach().clone()
+    module.forward_backward(x, torch.tensor([0, 1, 2, 3]))
+    assert not torch.equal(before, module.net.w_in.detach())
+    torch.testing.assert_close(module.net.w_in.detach().sum(0), torch.full((8,), 2.0))

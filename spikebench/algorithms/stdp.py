@@ -5,7 +5,8 @@ The network is the suite's (input → LIF hidden layer with exponential synapses
 unsupervised digit networks of Diehl & Cook 2015 ("Unsupervised learning of digit recognition using
 spike-timing-dependent plasticity", Front. Comput. Neurosci. 9:99): excitatory input weights in [w_min, w_max],
 lateral inhibition (every hidden spike inhibits the other hidden neurons with weight −`inhibition`, the fixed
-recurrent weights; `model.recurrent` is ignored) and homeostasis (a per-neuron threshold ϑ_j that rises when the
+recurrent weights; `model.recurrent` is ignored), optionally the normalisation of each neuron's input weights to a
+fixed sum (`weight_sum`, after every update, as Diehl & Cook do) and homeostasis (a per-neuron threshold ϑ_j that rises when the
 neuron fires above `target_rate` and falls back when it fires below, never under `model.threshold`, once per
 batch: ϑ_j ← max(ϑ, ϑ_j + η_ϑ (r_j − r_target) / r_target); as Diehl & Cook's adaptive threshold, it only adds).
 
@@ -81,6 +82,12 @@ def stdp_update(x: torch.Tensor, s: torch.Tensor, w: torch.Tensor, a, dt: float)
     return a.eta_plus * f_plus * potentiation - a.eta_minus * f_minus * depression
 
 
+def normalise_columns(w: torch.Tensor, total: float, w_min: float, w_max: float) -> None:
+    """In place: each hidden neuron's input weights (a column) scaled to sum to `total`, then clipped to the bounds
+    (the competition between a neuron's synapses of Diehl & Cook's networks)."""
+    w.mul_(total / w.sum(0, keepdim=True).clamp(min=1e-12)).clamp_(w_min, w_max)
+
+
 class STDP(SpikingModule):
     """Local spike-timing-dependent plasticity of W_in; the readout W_out by gradient on the hidden spikes."""
 
@@ -101,6 +108,8 @@ class STDP(SpikingModule):
         net = self.net
         with torch.no_grad():  # excitatory input weights inside the bounds
             net.w_in.copy_(a.w_min + (a.w_max - a.w_min) * a.init_fraction * torch.rand_like(net.w_in))
+            if a.weight_sum is not None:
+                normalise_columns(net.w_in, float(a.weight_sum), a.w_min, a.w_max)
         net.w_rec, net.recurrent = None, False  # the recurrence is the fixed lateral inhibition below
         n = net.n_hidden
         self.register_buffer("lateral", -float(a.inhibition) * (1.0 - torch.eye(n)))
@@ -134,6 +143,8 @@ class STDP(SpikingModule):
             with torch.no_grad():
                 dw = mean_over_processes(stdp_update(x.to(spikes.dtype), spikes, net.w_in, a, net.hidden.dt))
                 net.w_in.add_(dw).clamp_(a.w_min, a.w_max)
+                if a.weight_sum is not None:  # every neuron's input weights sum to weight_sum (Diehl & Cook 2015)
+                    normalise_columns(net.w_in, float(a.weight_sum), a.w_min, a.w_max)
                 rate = mean_over_processes(spikes.sum((0, 1)) / (x.shape[0] * x.shape[1] * net.hidden.dt))  # Hz
                 theta0 = float(self.cfg.model.threshold)  # the threshold only rises above the neuron's own
                 self.theta.add_(a.theta_lr * (rate - a.target_rate) / a.target_rate).clamp_(min=theta0)

@@ -150,6 +150,7 @@ class Stdp:
     target_rate: float = at_least(0.0, above=True)
     theta_lr: float = at_least(0.0)
     readout: str = field(default=MISSING, metadata={"choices": ("gradient", "assignment")})
+    weight_sum: Optional[float] = at_least(0.0, above=True, default=None)
 
 
 DECLARED = (  # the tables' order
