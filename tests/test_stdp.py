@@ -115,3 +115,11 @@ def test_weight_normalisation_gives_every_neuron_the_same_input_weight_sum_after
     module.forward_backward(x, torch.tensor([0, 1, 2, 3]))
     assert not torch.equal(before, module.net.w_in.detach())
     torch.testing.assert_close(module.net.w_in.detach().sum(0), torch.full((8,), 2.0))
+
+
+def test_winner_take_all_lets_at_most_k_neurons_spike_per_step_and_sample(one_thread):
+    module = module_for(["algorithm=stdp", "model.hidden=8", "data.channels=12", "data.duration=0.05",
+                         "algorithm.init_fraction=1.0", "algorithm.inhibition=0.0", "algorithm.wta_k=2"])
+    spikes = module.hidden_spikes((torch.rand(3, 50, 12) < 0.5).float())
+    per_step = spikes.sum(2)
+    assert float(per_step.max()) == 2.0 and float(spikes.sum()) > 0

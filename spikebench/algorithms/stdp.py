@@ -122,8 +122,10 @@ class STDP(SpikingModule):
     @torch.no_grad()
     def hidden_spikes(self, x: torch.Tensor) -> torch.Tensor:
         """Hidden spikes (batch, time, hidden): the LIF neurons with per-neuron thresholds ϑ_j and lateral
-        inhibition through the previous step's spikes."""
+        inhibition through the previous step's spikes; with `wta_k`, at most k spikes per step and sample (the
+        k most depolarised above threshold), a competition within the step."""
         net, p = self.net, self.net.hidden
+        wta = self.cfg.algorithm.wta_k
         drive = x.to(net.w_in.dtype) @ net.w_in
         i = drive.new_zeros(drive.shape[0], net.n_hidden)
         v, s = torch.zeros_like(i), torch.zeros_like(i)
@@ -132,6 +134,10 @@ class STDP(SpikingModule):
             i = p.beta * i + drive[:, t] + s @ self.lateral
             u = p.alpha * v + p.gain * i
             s = (u >= self.theta).to(u.dtype)
+            if wta is not None:  # only the k most depolarised of the crossing neurons spike in this step
+                over = torch.where(s > 0, u - self.theta, torch.full_like(u, -float("inf")))
+                keep = torch.zeros_like(s).scatter_(1, over.topk(min(wta, over.shape[1]), dim=1).indices, 1.0)
+                s = s * keep
             v = u - (u - p.v_reset) * s
             out[:, t] = s
         return out

@@ -151,6 +151,7 @@ class Stdp:
     theta_lr: float = at_least(0.0)
     readout: str = field(default=MISSING, metadata={"choices": ("gradient", "assignment")})
     weight_sum: Optional[float] = at_least(0.0, above=True, default=None)
+    wta_k: Optional[int] = at_least(1, default=None)
 
 
 DECLARED = (  # the tables' order
