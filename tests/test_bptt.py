@@ -49,3 +49,36 @@ def test_bptt_loss_and_grads_equal_autograd_through_unrolled_network_float64(kin
     for a, b in zip(ours, ref):
         assert b.abs().sum() > 0
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_the_recurrent_weight_gradient_one_sample_at_a_time_equals_the_flattened_product_float64():
+    from spikebench.algorithms.neuron import recurrent_weight_grad
+
+    torch.manual_seed(0)
+    u = torch.randn(5, 40, 7, dtype=torch.float64) + 0.8
+    g_i = torch.randn(5, 40, 7, dtype=torch.float64)
+    s_prev = (u[:, :-1] >= 1.0).to(u.dtype)
+    flat = s_prev.flatten(0, 1).T @ g_i[:, 1:].flatten(0, 1)
+    torch.testing.assert_close(recurrent_weight_grad(u, g_i, 1.0), flat, rtol=1e-10, atol=1e-12)
+
+
+def test_a_bptt_step_holds_at_most_four_batch_by_time_by_hidden_maps_at_its_peak(one_thread):
+    """U (saved by the sequence node), the spikes (kept by the readout's product), their gradient and dL/dI: the
+    four maps the recurrence and its readout need. No shifted or float copy of the spike map (which made it six)."""
+    from spikebench.algorithms.measure import step_memory
+
+    batch, steps, hidden, n_in = 8, 500, 128, 20
+    cfg = compose_config(["algorithm=bptt", f"model.hidden={hidden}", f"data.channels={n_in}",
+                          f"data.duration={steps * 1e-3}", "data.dt=1e-3", "model.recurrent=true"])
+    module = build_module(cfg, data_shape(cfg))
+    x = (torch.rand(batch, steps, n_in) < 0.1).float()
+    y = torch.arange(batch) % 10
+
+    def step():
+        for prm in module.parameters():
+            prm.grad = None
+        return module.forward_backward(x, y)
+
+    step()  # warm-up
+    maps = step_memory(step).peak_bytes / (batch * steps * hidden * 4)
+    assert 4.0 <= maps <= 4.5, maps  # 4 maps + one sample's spikes (1/8 of a map) + the small rest

@@ -268,7 +268,9 @@ def lif_backward_reference(
 
 
 class LIFSequence(torch.autograd.Function):
-    """Autograd node for the whole hidden-layer sequence; saves only U (batch, time, hidden)."""
+    """Autograd node for the whole hidden-layer sequence; saves only U (batch, time, hidden). In BPTT's step the
+    peak holds four (batch, time, hidden) maps: U, the spikes (kept by the readout's product), their gradient and
+    dL/dI (tests/test_bptt.py measures it)."""
 
     @staticmethod
     def forward(ctx, a, w_rec, p, surrogate, slope, detach_reset):  # type: ignore[override]
@@ -285,9 +287,18 @@ class LIFSequence(torch.autograd.Function):
         g_i = lif_backward(grad_spikes, u, w_rec if ctx.has_rec else None, p, surrogate, slope, detach_reset)
         g_w_rec = None
         if ctx.has_rec and ctx.needs_input_grad[1]:
-            s_prev = (u[:, :-1] >= p.threshold).to(u.dtype)
-            g_w_rec = s_prev.flatten(0, 1).T @ g_i[:, 1:].flatten(0, 1)
+            g_w_rec = recurrent_weight_grad(u, g_i, p.threshold)
         return g_i, g_w_rec, None, None, None, None
+
+
+def recurrent_weight_grad(u: torch.Tensor, g_i: torch.Tensor, threshold: float) -> torch.Tensor:
+    """dL/dW_rec = Σ_t s[t-1]ᵀ g_I[t], with s = Θ(U − ϑ), one sample at a time: each sample's (time, hidden)
+    slices are contiguous, so no shifted or flattened copy of a (batch, time, hidden) map is made, and the spikes
+    exist as floats for one sample only."""
+    g = u.new_zeros(u.shape[2], u.shape[2])
+    for b in range(u.shape[0]):
+        g.addmm_((u[b, :-1] >= threshold).to(u.dtype).T, g_i[b, 1:])
+    return g
 
 
 def lif_sequence(
