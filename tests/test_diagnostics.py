@@ -31,7 +31,9 @@ def test_bench_additions_prints_each_addition_beside_its_plain_network_with_rati
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| 30 ")]
     assert [(r[1].strip(), r[2].strip()) for r in rows] == [("bptt", "plain"), ("bptt", "delays"), ("bptt", "adlif"),
-        ("bptt", "adlif + delays"), ("paralif", "plain"), ("paralif", "delays")]
+        ("bptt", "adlif + delays"), ("paralif", "plain"), ("paralif", "delays"), ("eventprop", "plain"),
+        ("eventprop", "delays")]
+    assert "T = 30: with delays, BPTT / EventProp step memory" in proc.stdout
     assert all(float(r[5]) == 1.0 for r in rows if r[2].strip() == "plain")
     assert all(float(r[4]) > 0 for r in rows)
 

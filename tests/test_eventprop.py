@@ -32,7 +32,7 @@ def finite_differences(x, ws, setup, y, counts0, reg=None, eps=1e-6, directions=
 
     def objective(wp):
         with torch.no_grad():
-            out, counts = EventPropFunction.apply(*wp, x, setup)
+            out, counts = EventPropFunction.apply(*wp, x, None, setup)
             assert torch.equal(counts, counts0), "a perturbation created or deleted a spike"
             loss = task_loss(out, setup.kind, y)
             if reg:

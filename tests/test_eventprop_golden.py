@@ -66,7 +66,7 @@ def cases():
 def run(x, ws, setup, y, reg):
     """Outputs, spike counts and the gradients of cross-entropy (+ the regulariser) w.r.t. the weights."""
     wr = [w.clone().requires_grad_() if w is not None else None for w in ws]
-    out, counts = EventPropFunction.apply(*wr, x, setup)
+    out, counts = EventPropFunction.apply(*wr, x, None, setup)
     logits = -out / 0.05 if setup.kind == "first_spike" else out
     loss = F.cross_entropy(logits, y)
     if reg:

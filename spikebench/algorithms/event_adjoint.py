@@ -105,7 +105,8 @@ def _sweep_grid(spk: Spikes, terms, inp: InputSpikes, w_rec, p, g_in, g_rec) -> 
 
 def _sweep_exact(spk: Spikes, terms, inp: InputSpikes, w_rec, p, g_in, g_rec) -> None:
     """Exact mode: within a step, each group (one spike per sample, in time order) is reached by flowing each
-    sample back to its own spike time."""
+    sample back to its own spike time; input arrivals inside the step (delays: `inp.arrival_offsets`) by flowing
+    every sample back to them, where `inp.add_arrival_grad` reads (λ_V, λ_I)."""
     batch, hidden = inp.batch, g_in.shape[1]
     dtype, dev = g_in.dtype, g_in.device
     lv = torch.zeros(batch, hidden, dtype=dtype, device=dev)
@@ -120,7 +121,19 @@ def _sweep_exact(spk: Spikes, terms, inp: InputSpikes, w_rec, p, g_in, g_rec) ->
         lo_b = ptr[t0]
         coef, inv = terms(lo_b, ptr[t1], t0, t1)
         for t in range(t1 - 1, t0 - 1, -1):
-            while g >= 0 and groups[g][0] == t:
+            offsets = inp.arrival_offsets(t)  # input arrivals inside the step (delays), ascending; else none
+            m = len(offsets) - 1
+            while True:
+                group = g >= 0 and groups[g][0] == t
+                # a group's spikes lie in one segment between arrivals: after arrival m iff their offset exceeds it
+                if m >= 0 and not (group and float(spk.tau[groups[g][1]]) > offsets[m]):
+                    lv, li = adjoint_flow(lv, li, (tau_now - offsets[m])[:, None], p)
+                    tau_now.fill_(offsets[m])
+                    inp.add_arrival_grad(g_in, lv, li, t, m)
+                    m -= 1
+                    continue
+                if not group:
+                    break
                 _, lo, hi = groups[g]
                 g -= 1
                 flat = spk.flat[lo:hi].long()

@@ -3,7 +3,7 @@
 EventProp (Wunderlich & Pehle 2021, "Event-based backpropagation can compute exact gradients for
 spiking neural networks") needs from the network, here, its forward pass as events:
 
-1. **Input events** (`InputSpikes`). The frames x (batch, time, inputs) are the batch; they are read a block of
+1. **Input events** (`event_input.InputSpikes`). The frames x (batch, time, inputs) are the batch; they are read a block of
    `block` steps at a time, each block's spikes listed by `nonzero`, so the input current W_in x[t] is a sum over
    input spikes (`drive`, a CSR product: `embedding_bag`), and the backward pass turns λ_I into the W_in gradient
    the same way (`add_weight_grad`). On SHD-like input (~1 % of the (step, channel) bins hold a spike) both are
@@ -34,8 +34,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from .event_input import InputSpikes
 from .kernels import cpu_events
 from .neuron import LIFParams
 
@@ -125,81 +125,6 @@ def crossing_time(
     out = torch.zeros_like(v0)
     out[hit] = s
     return hit, out
-
-
-# ----------------------------------------------------------------------------------------------
-# Input spikes, a block of steps at a time
-# ----------------------------------------------------------------------------------------------
-
-
-class InputSpikes:
-    """The frames x (batch, time, inputs) as a list of input spikes, read `block` steps at a time.
-
-    The list is made once per batch (one pass over x; kept for the backward pass: O(input spikes) int32 indices):
-    row r = t·batch + b, channel, count, ordered by row. Block [t0, t1) holds rows t0·batch … t1·batch − 1. Both
-    products below are CSR products by `embedding_bag` (mode sum, per-sample weights = spike counts): rows of W_in
-    summed per (step, sample) for the drive, rows of λ_I summed per channel for the gradient. Memory beyond the
-    list: O(block × batch × hidden) outputs.
-    """
-
-    def __init__(self, row: torch.Tensor, ch: torch.Tensor, val: torch.Tensor, shape: tuple[int, int, int],
-                 block: int) -> None:
-        if block < 1:
-            raise ConfigError(f"algorithm.block_steps must be >= 1, got {block}")
-        self.row, self.ch, self.val, self.block = row, ch, val, block
-        self.batch, self.steps, self.n_in = shape
-        counts = torch.bincount(row, minlength=self.steps * self.batch)
-        self.row_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # events of row r: [ptr[r], ptr[r + 1])
-
-    @classmethod
-    def from_frames(cls, x: torch.Tensor, block: int) -> "InputSpikes":
-        """The list of x's nonzero bins (compiled single pass on CPU, else `nonzero` and a stable sort)."""
-        batch, steps, n_in = x.shape
-        ops = cpu_events.load() if cpu_events.usable(x, "auto") and x.is_contiguous() else None
-        if ops is not None:
-            row, ch, val = ops.input_events(x)
-        else:
-            flat = x.reshape(-1)
-            idx = flat.nonzero().squeeze(1)
-            c, bt = idx % n_in, idx // n_in
-            row = (bt % steps) * batch + bt // steps
-            order = torch.argsort(row, stable=True)
-            row, ch, val = row[order].int(), c[order].int(), flat.take(idx[order])
-        return cls(row, ch, val, (batch, steps, n_in), block)
-
-    @property
-    def count(self) -> int:
-        return len(self.row)
-
-    def spans(self, reverse: bool = False) -> list[tuple[int, int]]:
-        """The blocks [t0, t1) covering 0 … steps − 1, in time order or reversed."""
-        out = [(t0, min(self.steps, t0 + self.block)) for t0 in range(0, self.steps, self.block)]
-        return out[::-1] if reverse else out
-
-    def _events(self, t0: int, t1: int) -> tuple[slice, torch.Tensor]:
-        """The slice of the list holding steps [t0, t1), and the offsets of its rows within that slice."""
-        ptr = self.row_ptr[t0 * self.batch: t1 * self.batch + 1]
-        lo, hi = int(ptr[0]), int(ptr[-1])
-        return slice(lo, hi), (ptr[:-1] - lo).int()
-
-    def drive(self, w_in: torch.Tensor, t0: int, t1: int) -> torch.Tensor:
-        """W_in x[t] for t in [t0, t1): (t1 − t0, batch, hidden), summed over the input spikes only."""
-        sl, offsets = self._events(t0, t1)
-        out = F.embedding_bag(self.ch[sl], w_in, offsets, mode="sum", per_sample_weights=self.val[sl].to(w_in.dtype))
-        return out.view(t1 - t0, self.batch, -1)
-
-    def add_weight_grad(self, g: torch.Tensor, li: torch.Tensor, t0: int, t1: int) -> None:
-        """g += Σ_{t ∈ [t0, t1), b} x[b, t]ᵀ li[t − t0, b] for li (t1 − t0, batch, hidden): per channel, the sum of
-        λ rows over that channel's spikes."""
-        sl, _ = self._events(t0, t1)
-        if sl.stop == sl.start:
-            return
-        row = self.row[sl] - t0 * self.batch
-        c = self.ch[sl]
-        order = torch.argsort(c * ((t1 - t0) * self.batch) + row)
-        offsets = torch.cat([c.new_zeros(1), torch.bincount(c, minlength=self.n_in).cumsum(0)[:-1].int()])
-        flat = li.reshape((t1 - t0) * self.batch, -1)
-        g += F.embedding_bag(row[order], flat, offsets, mode="sum", per_sample_weights=self.val[sl][order].to(li.dtype))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,8 +267,9 @@ def exact_spikes(
 ) -> tuple[Spikes, ReadoutTrace]:
     """Exact mode: event-driven integration of the continuous-time network, vectorised over the batch.
 
-    Per step: inputs jump I at the step start; then repeatedly, per sample, the earliest threshold crossing
-    inside the rest of the step is found, every neuron of that sample flows to it in closed form, and the
+    Per step: inputs jump I at their arrival (the step start; with input delays, `event_delays`, the step is cut
+    into segments at the later arrivals, each integrated as a step is); then repeatedly, per sample, the earliest
+    threshold crossing inside the rest of the segment is found, every neuron of that sample flows to it in closed form, and the
     spike is applied (V_n ← V_reset, I ← I + W_rec[n]); then all flow to the step end. Optionally the
     readout (V_out, I_out) flows along, recording its values at step ends and its first crossings of ϑ.
     """
@@ -381,47 +307,56 @@ def exact_spikes(
 
     em, es = math.exp(-dt / p.tau_mem), math.exp(-dt / p.tau_syn)
     c_step = p.tau_syn / (p.tau_mem - p.tau_syn) * (em - es)
-    drive, t_start, t_end = None, 0, 0
     for t in range(steps):
-        if t >= t_end:
-            t_start, t_end = t, min(steps, t + inp.block)
-            drive = inp.drive(w_in, t_start, t_end)
-        i = i + drive[t - t_start]
+        arrivals = inp.step_arrivals(w_in, t)  # [(offset, W_in x)]: at the step start, or later with delays
+        start = 1 if arrivals and arrivals[0][0] == 0.0 else 0
+        if start:
+            i = i + arrivals[0][1]
         tau = None  # time already integrated inside this step, per sample (None: nothing yet)
-        while True:
-            cand = i >= theta  # V rises above ϑ within a step only if I ≥ ϑ
-            if not bool(cand.any()):
-                break
-            bb, nn = cand.nonzero(as_tuple=True)
-            if tau is None:
-                tau = a.new_zeros(batch)
-            hit, s = crossing_time(v[bb, nn], i[bb, nn], dt - tau[bb], theta, p)
-            if not bool(hit.any()):
-                break
-            bb, nn, s = bb[hit], nn[hit], s[hit]
-            order = torch.argsort(bb.to(torch.float64) * 4 * dt + s.to(torch.float64))
-            bb, nn, s = bb[order], nn[order], s[order]
-            first = torch.ones_like(bb, dtype=torch.bool)
-            first[1:] = bb[1:] != bb[:-1]
-            bb, nn, s = bb[first], nn[first], s[first]  # earliest crossing of each sample
-            adv = a.new_zeros(batch)
-            adv[bb] = s
-            if track:
-                readout_flow(t, tau, adv)
-            v, i = flow(v, i, adv[:, None], p)
-            tau = tau + adv
-            lists["b"].append(bb)
-            lists["n"].append(nn)
-            lists["step"].append(torch.full_like(bb, t))
-            lists["tau"].append(tau[bb])
-            lists["imt"].append(i[bb, nn] - theta)
-            groups.append((t, k_total, k_total + len(bb)))
-            k_total += len(bb)
-            v[bb, nn] = p.v_reset
-            if w_rec is not None:
-                i[bb] += w_rec[nn]
-            if track:
-                io[bb] += w_out[nn]
+        for m in range(start, len(arrivals) + 1):  # segments of the step between arrivals; the last ends at dt
+            end = arrivals[m][0] if m < len(arrivals) else dt
+            while True:
+                cand = i >= theta  # V rises above ϑ within a segment only if I ≥ ϑ
+                if not bool(cand.any()):
+                    break
+                bb, nn = cand.nonzero(as_tuple=True)
+                if tau is None:
+                    tau = a.new_zeros(batch)
+                hit, s = crossing_time(v[bb, nn], i[bb, nn], end - tau[bb], theta, p)
+                if not bool(hit.any()):
+                    break
+                bb, nn, s = bb[hit], nn[hit], s[hit]
+                order = torch.argsort(bb.to(torch.float64) * 4 * dt + s.to(torch.float64))
+                bb, nn, s = bb[order], nn[order], s[order]
+                first = torch.ones_like(bb, dtype=torch.bool)
+                first[1:] = bb[1:] != bb[:-1]
+                bb, nn, s = bb[first], nn[first], s[first]  # earliest crossing of each sample
+                adv = a.new_zeros(batch)
+                adv[bb] = s
+                if track:
+                    readout_flow(t, tau, adv)
+                v, i = flow(v, i, adv[:, None], p)
+                tau = tau + adv
+                lists["b"].append(bb)
+                lists["n"].append(nn)
+                lists["step"].append(torch.full_like(bb, t))
+                lists["tau"].append(tau[bb])
+                lists["imt"].append(i[bb, nn] - theta)
+                groups.append((t, k_total, k_total + len(bb)))
+                k_total += len(bb)
+                v[bb, nn] = p.v_reset
+                if w_rec is not None:
+                    i[bb] += w_rec[nn]
+                if track:
+                    io[bb] += w_out[nn]
+            if m < len(arrivals):  # flow every sample to the arrival, then the current jumps
+                tau = a.new_zeros(batch) if tau is None else tau
+                rest = end - tau
+                if track:
+                    readout_flow(t, tau, rest)
+                v, i = flow(v, i, rest[:, None], p)
+                tau = torch.full_like(tau, end)
+                i = i + arrivals[m][1]
         if tau is None and not track:  # no event in this step: the flow over dt with constants
             v = v * em + c_step * i
             i = i * es

@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from .base import SpikingModule, StepOutput
 from .distributed import BatchMean
 from .event_adjoint import adjoint_sweep
-from .event_sim import InputSpikes, Spikes, discrete_spikes, exact_spikes, psp_kernel
+from .event_input import InputSpikes, delayed_input
+from .event_sim import Spikes, discrete_spikes, exact_spikes, psp_kernel
 from .losses import LOSS_KINDS, readout_time_kernel
 from .neuron import LIFParams, exp_filter
 
@@ -148,13 +149,15 @@ class EventPropFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, w_in, w_rec, w_out, x, setup: Setup):  # type: ignore[override]
+    def forward(ctx, w_in, w_rec, w_out, x, delay, setup: Setup):  # type: ignore[override]
         batch, steps, n_in = x.shape
         hidden = w_in.shape[1]
         p, po, kind = setup.hidden, setup.readout, setup.kind
         total = steps * p.dt
         dtype, dev = w_in.dtype, w_in.device
-        inp = InputSpikes.from_frames(x, setup.block)
+        events = InputSpikes.from_frames(x, setup.block)
+        inp = events if delay is None else delayed_input(
+            events.row, events.ch, events.val, (batch, steps, n_in), setup.block, delay, p.dt, setup.exact, w_in)
 
         if setup.exact:
             spk, trace = exact_spikes(
@@ -195,26 +198,29 @@ class EventPropFunction(torch.autograd.Function):
 
         none = spk.i_minus_theta.new_zeros(0)
         ctx.save_for_backward(
-            inp.row, inp.ch, inp.val, spk.flat.int(), spk.step_counts, spk.i_minus_theta,
+            events.row, events.ch, events.val, none if delay is None else delay.detach(), spk.flat.int(), spk.step_counts, spk.i_minus_theta,
             none if spk.tau is None else spk.tau, none.long() if spk.groups is None else spk.groups,
             summary, extra, w_in, w_rec, w_out,
         )
         ctx.setup, ctx.shape = setup, (batch, steps, n_in, hidden)
-        ctx.has_rec = w_rec is not None
+        ctx.has_rec, ctx.has_delay = w_rec is not None, delay is not None
         return out, counts
 
     @staticmethod
     def backward(ctx, g_out, g_counts):  # type: ignore[override]
-        row, ch, val, flat, step_counts, imt, tau, groups, summary, extra, w_in, w_rec, w_out = ctx.saved_tensors
+        row, ch, val, delay, flat, step_counts, imt, tau, groups, summary, extra, w_in, w_rec, w_out = ctx.saved_tensors
         setup = ctx.setup
         batch, steps, n_in, hidden = ctx.shape
         exact = setup.exact
         spk = Spikes(flat, hidden, step_counts, imt, tau if exact else None, groups if exact else None)
         w_rec = w_rec if ctx.has_rec else None
         terms = JumpTerms(spk, setup, steps, g_out, g_counts, summary, extra, w_out)
-        inp = InputSpikes(row, ch, val, (batch, steps, n_in), setup.block)
+        shape = (batch, steps, n_in)
+        inp = InputSpikes(row, ch, val, shape, setup.block) if not ctx.has_delay else delayed_input(
+            row, ch, val, shape, setup.block, delay, setup.hidden.dt, exact, w_in)
         g_w_in, g_w_rec = adjoint_sweep(spk, terms, inp, w_in, w_rec, setup.hidden, exact)
-        return g_w_in, g_w_rec, terms.g_w_out, None, None
+        g_delay = inp.delay_grad(w_in, setup.hidden.tau_syn).to(delay.dtype) if ctx.has_delay else None
+        return g_w_in, g_w_rec, terms.g_w_out, None, g_delay, None
 
 
 class JumpTerms:
@@ -342,7 +348,8 @@ class EventProp(SpikingModule):
     def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Readout output (batch, classes) and hidden spike counts (batch, hidden), differentiable by EventProp."""
         net = self.net
-        return EventPropFunction.apply(net.w_in, net.w_rec, net.w_out, x.to(net.w_in.dtype), self.setup_)
+        delay = net.delays.delay if net.delays is not None else None
+        return EventPropFunction.apply(net.w_in, net.w_rec, net.w_out, x.to(net.w_in.dtype), delay, self.setup_)
 
     def loss_from(self, out: torch.Tensor, counts: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits): cross-entropy of the readout (first_spike: of −t/τ₀, plus α(e^{t_y/τ₁} − 1)),
@@ -380,10 +387,12 @@ class EventProp(SpikingModule):
             return self.net.simulate(x)
         net = self.net
         x = x.to(net.w_in.dtype)
-        spk, trace = exact_spikes(
-            InputSpikes.from_frames(x, self.setup_.block), net.w_in, net.w_rec, net.hidden, net.w_out, net.readout_params,
-            track_readout=True,
-        )
+        inp = InputSpikes.from_frames(x, self.setup_.block)
+        if net.delays is not None:
+            inp = delayed_input(inp.row, inp.ch, inp.val, tuple(x.shape), inp.block, net.delays.delay, net.hidden.dt,
+                                True, net.w_in)
+        spk, trace = exact_spikes(inp, net.w_in, net.w_rec, net.hidden, net.w_out, net.readout_params,
+                                  track_readout=True)
         return spk.dense(x.shape[0], x.shape[1], x.dtype), trace.v_out
 
     # -- the silent-neuron remedy -----------------------------------------------------------------

@@ -154,6 +154,14 @@ class Stdp:
     wta_k: Optional[int] = at_least(1, default=None)
 
 
+@dataclass
+class Ann2snn:
+    name: str = "ann2snn"
+    steps: int = at_least(1)
+    percentile: float = at_least(0.0, above=True)
+    norm_recordings: int = at_least(1)
+
+
 DECLARED = (  # the tables' order
     AlgorithmSpec(
         "bptt", "spikebench.algorithms.bptt:BPTT", Bptt,
@@ -162,7 +170,7 @@ DECLARED = (  # the tables' order
     AlgorithmSpec(
         "eventprop", "spikebench.algorithms.eventprop:EventProp", Eventprop,
         "the exact gradient from adjoint dynamics and jumps at the spike times (Wunderlich & Pehle 2021)",
-        losses=LOSSES, reg_forms=REG_FORMS),
+        losses=LOSSES, reg_forms=REG_FORMS, delays=("fixed", "learned")),
     AlgorithmSpec(
         "eprop", "spikebench.algorithms.eprop:EProp", Eprop,
         "eligibility traces and a learning signal, forward in time (Bellec et al. 2020)",
@@ -178,6 +186,12 @@ DECLARED = (  # the tables' order
         "a local spike-timing rule on W_in, no gradient and no label (Song et al. 2000; Diehl & Cook 2015); the "
         "readout by gradient on W_out only",
         export="its lateral inhibition and per-neuron homeostatic thresholds are not written by export.py"),
+    AlgorithmSpec(
+        "ann2snn", "spikebench.algorithms.ann2snn:ANN2SNN", Ann2snn,
+        "a ReLU network trained by autograd, converted to integrate-and-fire neurons by data-based normalisation "
+        "(Rueckauer et al. 2017; Diehl et al. 2015)",
+        export="its integrate-and-fire neurons reset by subtraction and its one-frame recurrent delay are not "
+               "written by export.py"),
     AlgorithmSpec(
         "lstm", "spikebench.algorithms.lstm:LSTMReference", Lstm,
         "the non-spiking reference: an LSTM on the same binned input (Cramer et al. 2020)",

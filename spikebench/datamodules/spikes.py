@@ -234,3 +234,13 @@ class SpikeDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
+
+    def statistics_dataloader(self) -> DataLoader | None:
+        """The training recordings as they are (no augmentation, no blending), in one fixed order, for statistics of
+        a trained network over its training set (ann2snn's normalisation); None when the training file is not loaded
+        (a trained run being evaluated). Every process reads the same recordings (statistics equal on all)."""
+        if self.train_set is None:
+            return None
+        ds = SpikeDataset(self.train_set.data)
+        return DataLoader(ds, batch_size=self.d.batch_size, sampler=self.eval_order(len(ds)),
+                          collate_fn=Collate(self.d, False), num_workers=0)

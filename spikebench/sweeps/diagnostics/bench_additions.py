@@ -8,7 +8,9 @@ The input is bench_eventprop's SHD-like batch (32 trials, 700 channels, Poisson 
 dt = 1 ms), hidden 256, recurrent; every case starts from the same seed. Figures (algorithms/measure.py, the
 suite's one measure): step memory, the allocator's peak during one training step beyond what existed before it;
 step time, the median of `torch.utils.benchmark` timings with `--threads` threads. Ratios are to the plain
-network of the same algorithm, measured in this run. Delays: `model.delays.max=0.1` (up to 100 steps).
+network of the same algorithm, measured in this run; the last line of each T compares EventProp with delays to BPTT
+with delays (BPTT ÷ EventProp: how many times less memory and time EventProp's step takes). Delays:
+`model.delays.max=0.1` (up to 100 steps). EventProp runs its default discrete mode.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ CASES = [  # (algorithm, label, overrides)
     ("bptt", "adlif + delays", ["model.neuron=adlif", "model.delays.enabled=true", "model.delays.max=0.1"]),
     ("paralif", "plain", []),
     ("paralif", "delays", ["model.delays.enabled=true", "model.delays.max=0.1"]),
+    ("eventprop", "plain", []),
+    ("eventprop", "delays", ["model.delays.enabled=true", "model.delays.max=0.1"]),
 ]
 
 
@@ -75,14 +79,18 @@ def main(argv: list[str] | None = None) -> None:
     print("|" + "---|" * (head.count("|") - 1))
     for steps in a.steps:
         base: dict[str, dict] = {}
+        rows: dict[tuple[str, str], dict] = {}
         for algorithm, label, extra in CASES:
-            row = measure(algorithm, extra, steps, a)
+            row = rows[algorithm, label] = measure(algorithm, extra, steps, a)
             ref = base.setdefault(algorithm, row)
             line = (f"| {steps} | {algorithm} | {label} | {row['rate']:.1f} | {row['mem'] / 1e6:.1f} | "
                     f"{row['mem'] / ref['mem']:.2f} |")
             if not a.no_time:
                 line += f" {row['s']:.3f} | {row['s'] / ref['s']:.2f} |"
             print(line, flush=True)
+        bp, ev = rows["bptt", "delays"], rows["eventprop", "delays"]
+        print(f"T = {steps}: with delays, BPTT / EventProp step memory {bp['mem'] / ev['mem']:.1f}×"
+              + ("" if a.no_time else f", step time {bp['s'] / ev['s']:.2f}×"), flush=True)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def task_loss(out: torch.Tensor, kind: str, y: torch.Tensor) -> torch.Tensor:
 def eventprop_grads(x, ws, setup, y, reg=None):
     """EventProp's gradient of task loss (+ c·mean_j(N̄_j − ν)² if reg = (c, ν))."""
     wr = [w.clone().requires_grad_() if w is not None else None for w in ws]
-    out, counts = EventPropFunction.apply(*wr, x, setup)
+    out, counts = EventPropFunction.apply(*wr, x, None, setup)
     loss = task_loss(out, setup.kind, y)
     if reg:
         loss = loss + reg[0] * ((counts.mean(0) - reg[1]) ** 2).mean()
