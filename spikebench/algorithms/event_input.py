@@ -219,27 +219,28 @@ class ExactDelayedInput(InputSpikes):
 
 
 def delayed_input(row, ch, val, shape: tuple[int, int, int], block: int, delay: torch.Tensor, dt: float,
-                  exact: bool, w_in: torch.Tensor) -> InputSpikes:
+                  exact: bool, w_in: torch.Tensor, for_backward: bool = True) -> InputSpikes:
     """The input spikes (row = t·batch + b, channel, value: `InputSpikes`' lists) delayed by `delay` (seconds, per
-    channel): the exact mode's arrivals or the discrete mode's interpolation events (module docstring)."""
+    channel): the exact mode's arrivals or the discrete mode's interpolation events (module docstring). The discrete
+    lists stay int32 / the values' dtype, and ∂w/∂d is made only `for_backward`: the forward needs none of it."""
     batch, steps, _ = shape
-    row, ch = row.long(), ch.long()
-    t, b = torch.div(row, batch, rounding_mode="floor"), row % batch
-    d = delay.detach().to(torch.float64) / dt
+    d = delay.detach().to(torch.float64) / dt  # per channel: whole steps n_c and the fraction f_c
     whole = d.floor()
-    n, f = whole.long()[ch], (d - whole)[ch]
+    n_c, f_c = whole.to(torch.int32), (d - whole).to(val.dtype)
+    t = torch.div(row, batch, rounding_mode="floor")
+    b = row - t * batch
     if exact:
-        step = t + n
+        step = t + n_c[ch]
         keep = step < steps
-        return ExactDelayedInput(step[keep], (f * dt).to(w_in.dtype)[keep], b[keep], ch[keep], val[keep], shape,
-                                 block, w_in)
-    step = torch.cat([t + n, t + n + 1])
-    v64 = val.to(torch.float64)
-    weight = torch.cat([(1.0 - f) * v64, f * v64])
-    dweight = torch.cat([-v64 / dt, v64 / dt])
-    b2, ch2 = torch.cat([b, b]), torch.cat([ch, ch])
-    keep = step < steps
-    new_row = step[keep] * batch + b2[keep]
-    order = torch.argsort(new_row, stable=True)
-    return DiscreteDelayedInput(new_row[order].int(), ch2[keep][order].int(), weight[keep][order].to(val.dtype),
-                                dweight[keep][order].to(val.dtype), shape, block)
+        return ExactDelayedInput(step[keep].long(), (f_c[ch] * dt).to(w_in.dtype)[keep], b[keep].long(), ch[keep],
+                                 val[keep], shape, block, w_in)
+    first = ((t + n_c[ch]) * batch + b).to(torch.int32)  # the earlier event's row; the later one is a row-step on
+    del t, b
+    k1, k2 = first < steps * batch, first < (steps - 1) * batch
+    f = f_c[ch]
+    rows = torch.cat([first[k1], first[k2] + batch])
+    order = torch.argsort(rows, stable=True)
+    rows, chs = rows[order], torch.cat([ch[k1], ch[k2]])[order]
+    weight = torch.cat([((1.0 - f) * val)[k1], (f * val)[k2]])[order]
+    dweight = torch.cat([val[k1] * (-1.0 / dt), val[k2] * (1.0 / dt)])[order] if for_backward else None
+    return DiscreteDelayedInput(rows, chs, weight, dweight, shape, block)

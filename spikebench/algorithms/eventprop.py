@@ -157,7 +157,8 @@ class EventPropFunction(torch.autograd.Function):
         dtype, dev = w_in.dtype, w_in.device
         events = InputSpikes.from_frames(x, setup.block)
         inp = events if delay is None else delayed_input(
-            events.row, events.ch, events.val, (batch, steps, n_in), setup.block, delay, p.dt, setup.exact, w_in)
+            events.row, events.ch, events.val, (batch, steps, n_in), setup.block, delay, p.dt, setup.exact, w_in,
+            for_backward=False)
 
         if setup.exact:
             spk, trace = exact_spikes(
