@@ -294,3 +294,38 @@ def test_no_autograd_graph_is_built():
 def test_bad_config_values_raise_value_error_naming_the_key(override, key):
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
         make_eprop(override)
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_input_traces_from_the_input_events_equal_the_dense_block_sums_within_1e_10(adaptive):
+    """InputEligibility (β G[0] P + one row of G per input event) against Eligibility's dense block products, on
+    random blocks of sparse input, several blocks in a row, float64: accumulators, regulariser sums and traces."""
+    from spikebench.algorithms.eprop import Eligibility, InputEligibility, PostBlock
+
+    g = torch.Generator().manual_seed(7)
+    batch, hidden, n_in, k_steps, beta, gain = 3, 5, 40, 12, 0.8, 0.3
+    beta_a, rho = (0.2, 0.95) if adaptive else (0.0, 0.0)
+    dense = Eligibility(batch, hidden, n_in, adaptive, True, torch.zeros(1, dtype=torch.float64), gain)
+    events = InputEligibility(batch, hidden, n_in, adaptive, True, torch.zeros(1, dtype=torch.float64), gain, beta)
+    pre_in = torch.zeros(batch, n_in, dtype=torch.float64)
+    for _ in range(3):
+        x = (torch.rand(batch, k_steps, n_in, generator=g) < 0.05).double() * torch.randint(
+            1, 3, (batch, k_steps, n_in), generator=g).double()
+        carry, pre = pre_in, torch.empty(batch, k_steps, n_in, dtype=torch.float64)
+        for k in range(k_steps):
+            pre_in = x[:, k] + beta * pre_in
+            pre[:, k] = pre_in
+        r = lambda: torch.rand(batch, k_steps, hidden, generator=g, dtype=torch.float64)  # noqa: E731
+        blk = PostBlock(r(), r(), r(), torch.rand(k_steps, generator=g, dtype=torch.float64), beta_a, rho, True)
+        dense.absorb(pre, blk)
+        b, s, c = x.nonzero(as_tuple=True)
+        events.absorb(carry, (b * k_steps + s, b, c, x[b, s, c]), blk)
+    pairs = [(dense.acc, events.acc), (dense.eps, events.eps), (dense.reg.T, events.reg.T)]
+    if adaptive:
+        pairs.append((dense.eps_a, events.eps_a))
+    for a, e in pairs:
+        e = e.transpose(-1, -2) if e.dim() == 3 else e.T
+        assert float((a - e).norm() / a.norm()) <= 1e-10
+    signal, rate = torch.randn(batch, hidden, dtype=torch.float64), torch.randn(hidden, dtype=torch.float64)
+    ga, ge = dense.grad(signal, rate), events.grad(signal, rate)
+    assert float((ga - ge).norm() / ga.norm()) <= 1e-10
