@@ -127,3 +127,19 @@ def test_paralif_learns_the_delays_and_eprop_runs_with_fixed_ones(one_thread):
     shifted = torch.cat([torch.zeros(4, 1, 12), x[:, :-1]], dim=1)
     y = torch.tensor([0, 1, 2, 3]) % late.data_shape.n_classes
     torch.testing.assert_close(out.loss, late.forward_backward(shifted, y).loss)
+
+
+def test_synops_count_each_input_spike_once_whatever_its_delay(one_thread):
+    """The trace's input connection is the undelayed frames: a delayed spike is one event (not one per
+    interpolation tap), so W_in's synaptic operations equal those of the network without delays."""
+    from spikebench.sweeps.benchmark.neurobench import synaptic_operations
+    from spikebench.algorithms.trace import Trace
+
+    tiny = ["algorithm=bptt", "model.hidden=6", "data.channels=12", "data.duration=0.04"]
+    x = (torch.rand(2, 40, 12, generator=torch.Generator().manual_seed(1)) < 0.2).float()
+    counts = []
+    for extra in ([], ["model.delays.enabled=true", "model.delays.max=0.01"]):
+        module = module_for([*tiny, *extra])
+        w_in = [c for c in module.trace(x).connections if c.name == "w_in"]
+        counts.append(synaptic_operations(Trace(connections=w_in))["Effective_ACs"])
+    assert counts[0] == counts[1] == float((x != 0).sum()) * 6
