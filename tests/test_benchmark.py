@@ -149,6 +149,28 @@ def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path):
     assert "lstm-h16-rec-s0" in (out / "table.md").read_text()
 
 
+def test_a_variant_is_a_row_of_its_own_trained_with_its_algorithm_and_overrides(tmp_path):
+    argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]", "benchmark.plots=false",
+                                  "benchmark.algorithms=[bptt,bptt_delays]",
+                                  "benchmark.variants={bptt_delays: [algorithm=bptt, model.delays.enabled=true]}"]
+    out, failures = B.benchmark(argv)
+    assert not failures
+    assert [r["algorithm"] for r in read_csv(out / "results.csv")] == ["bptt", "bptt_delays"]
+    cfg = yaml.safe_load((out / "cells" / "bptt_delays-h16-rec-s0" / "config.yaml").read_text())
+    plain = yaml.safe_load((out / "cells" / "bptt-h16-rec-s0" / "config.yaml").read_text())
+    assert cfg["algorithm"]["name"] == "bptt" and cfg["model"]["delays"]["enabled"] is True
+    assert plain["model"]["delays"]["enabled"] is False
+
+
+def test_a_variant_must_name_one_declared_algorithm_and_a_new_label():
+    with pytest.raises(UserError, match=r"needs exactly one algorithm=<name>"):
+        load_benchmark_config("tiny", ["benchmark.variants={x: [model.delays.enabled=true]}"])
+    with pytest.raises(UserError, match=r"must be a new name"):
+        load_benchmark_config("tiny", ["benchmark.variants={bptt: [algorithm=bptt]}"])
+    with pytest.raises(UserError, match=r"or declare it in benchmark.variants"):
+        load_benchmark_config("tiny", ["benchmark.algorithms=[bptt_x]"])
+
+
 def tuning_argv(tmp_path, shd_dir, *extra: str) -> list[str]:
     """A study of 3 trials (2 epochs at most) for BPTT, and a random-search one, on SHD-format files."""
     return [
@@ -230,16 +252,18 @@ def test_algorithm_that_does_not_import_is_skipped_with_the_reason(monkeypatch, 
     from spikebench.configs import ALGORITHMS
     broken = replace(ALGORITHMS["bptt"], name="broken", module="spikebench.algorithms.does_not_exist:Broken")
     monkeypatch.setitem(ALGORITHMS, "broken", broken)
-    assert B.importable(["bptt", "broken"]) == ["bptt"]
+    assert B.importable(load_benchmark_config("tiny"), ["bptt", "broken"]) == ["bptt"]
     assert "skipping broken: cannot import it (ModuleNotFoundError" in capsys.readouterr().out
 
 
 def test_shipped_benchmarks_compose_for_every_algorithm():
-    for name in ("fsdd", "shd", "tiny"):
+    from spikebench.sweeps.benchmark.config import BENCH_DIR, variant
+
+    for name in sorted(p.stem for p in BENCH_DIR.glob("*.yaml")):
         b = load_benchmark_config(name)
         for a in b.algorithms:
             cfg = compose_config(BC.algorithm_overrides(b, [], a))
-            assert cfg.algorithm.name == a
+            assert cfg.algorithm.name == variant(b, a)[0]
     fsdd = load_benchmark_config("fsdd")
     assert "experiment=fsdd" in fsdd.overrides and len(fsdd.seeds) >= 3 and set(fsdd.algorithms) >= {"bptt", "eventprop", "eprop", "paralif", "lstm"}
 

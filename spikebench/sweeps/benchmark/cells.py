@@ -11,6 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from spikebench.configs import compose_config
 
+from .config import variant
+
 
 
 @dataclass
@@ -50,9 +52,11 @@ def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
 
 
 def algorithm_overrides(b: DictConfig, user: list[str], algorithm: str) -> list[str]:
-    """The train.py overrides every cell of `algorithm` starts from."""
-    own = list((b.algorithm_overrides or {}).get(algorithm, []) or [])
-    return [*b.overrides, f"algorithm={algorithm}", "logger=csv", *own, *user, "trainer.enable_progress_bar=false"]
+    """The train.py overrides every cell of `algorithm` (a declared name or a `benchmark.variants` label) starts
+    from: the algorithm's own overrides, then the variant's."""
+    base, extra = variant(b, algorithm)
+    own = list((b.algorithm_overrides or {}).get(base, []) or [])
+    return [*b.overrides, f"algorithm={base}", "logger=csv", *own, *extra, *user, "trainer.enable_progress_bar=false"]
 
 
 def accuracy_cell(b: DictConfig, base: list[str], algorithm: str, hidden: int, recurrent: bool, seed: int,

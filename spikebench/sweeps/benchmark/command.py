@@ -66,19 +66,19 @@ from ..storage import mask_password, split_password
 from . import tuning
 from .cells import Cell
 from .cells import plan as make_plan
-from .config import BENCH_DIR, load_benchmark_config, split_args
+from .config import BENCH_DIR, load_benchmark_config, split_args, variant
 from .report import environment, write_reports
 from .runner import done_file, is_done, isolation, run_all
 
 
-def importable(algorithms: list[str]) -> list[str]:
-    """The algorithms whose module imports; the others are skipped with the reason printed."""
+def importable(b, algorithms: list[str]) -> list[str]:
+    """The algorithms (or variants) whose module imports; the others are skipped with the reason printed."""
     from spikebench.algorithms import get_algorithm
 
     ok = []
     for a in algorithms:
         try:
-            get_algorithm(a)
+            get_algorithm(variant(b, a)[0])
             ok.append(a)
         except Exception as err:  # noqa: BLE001 - any import failure skips the algorithm
             print(f"skipping {a}: cannot import it ({type(err).__name__}: {err})", flush=True)
@@ -108,7 +108,7 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     b.tuning.storage = split_password(b.tuning.storage)  # the password goes to PGPASSWORD, never into a record
     argv = [mask_password(a) for a in argv]
     out = Path(b.out_dir).expanduser() if b.out_dir else Path("results", b.name).resolve()  # in the working folder
-    algorithms = importable(list(b.algorithms))
+    algorithms = importable(b, list(b.algorithms))
     if not algorithms:
         raise ConfigError("no algorithm of benchmark.algorithms can be imported")
     p = make_plan(b, user, algorithms)  # composes every cell's config: bad overrides fail here, before any file

@@ -3,6 +3,8 @@ shipped files configs/benchmark/<name>.yaml merged onto it, and `benchmark.key=v
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -76,6 +78,9 @@ class BenchmarkConfig:
     overrides: List[str] = field(default_factory=list)  # train.py overrides of every cell
     algorithms: List[str] = field(default_factory=lambda: list(ALGORITHMS))  # default: every declared one
     algorithm_overrides: Dict[str, List[str]] = field(default_factory=dict)
+    # named variants of an algorithm, usable in `algorithms` like an algorithm's name: label → train.py overrides,
+    # one of them `algorithm=<declared name>` (e.g. {bptt_delays: [algorithm=bptt, model.delays.enabled=true]})
+    variants: Dict[str, List[str]] = field(default_factory=dict)
     seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
     neurobench_samples: Optional[int] = None
     isolate: str = "auto"
@@ -115,17 +120,36 @@ def load_benchmark_config(choice: str, items: list[str] | None = None) -> DictCo
     return bcfg
 
 
+def variant(b: DictConfig, name: str) -> tuple[str, list[str]]:
+    """(the declared algorithm, the variant's other overrides) of a name of `benchmark.algorithms`."""
+    items = [str(i) for i in (b.get("variants") or {}).get(name, [])]
+    if not items:
+        return name, []
+    base = next(i.split("=", 1)[1] for i in items if i.startswith("algorithm="))
+    return base, [i for i in items if not i.startswith("algorithm=")]
+
+
 def check_benchmark_config(b: DictConfig) -> None:
     """One-line ValueErrors for values the schema's types cannot catch."""
     def choice(key: str, value: Any, options: tuple) -> None:
         if value not in options:
             raise ConfigError(f"benchmark.{key}={value}; choose one of: {', '.join(options)}")
 
+    for label, items in (b.variants or {}).items():
+        if label in ALGORITHMS or not re.fullmatch(r"[a-z0-9_]+", label):
+            raise ConfigError(f"benchmark.variants: '{label}' must be a new name of lower-case letters, digits and _ "
+                              "(not an algorithm's)")
+        named = [str(i).split("=", 1)[1] for i in items or [] if str(i).startswith("algorithm=")]
+        if len(named) != 1 or named[0] not in ALGORITHMS:
+            raise ConfigError(f"benchmark.variants.{label}: needs exactly one algorithm=<name> among its overrides, "
+                              f"the name one of: {', '.join(ALGORITHMS)}")
+    names = [*ALGORITHMS, *(b.variants or {})]
     for key in ("algorithms", "tuning.random_search"):
         for a in OmegaConf.select(b, key):
-            if a not in ALGORITHMS:
-                hint = did_you_mean(a, list(ALGORITHMS))
-                raise ConfigError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(ALGORITHMS)}")
+            if a not in names:
+                hint = did_you_mean(a, names)
+                raise ConfigError(f"benchmark.{key}: unknown algorithm '{a}'; {hint}choose from: {', '.join(names)} "
+                                  "(or declare it in benchmark.variants)")
     for key in ("seeds", "architecture.seeds", "loso.speakers", "loso.seeds"):
         if not OmegaConf.select(b, key):
             raise ConfigError(f"benchmark.{key} must be a non-empty list of integers")

@@ -86,7 +86,7 @@ def verdict(out: Path, b: DictConfig, algorithms: list[str], tuned_rows: list[di
         budget = (f"{row['complete']} / {row['pruned']} / {row['failed']}, {row['trial_epochs']}, {row['cpu_h']:.1f}"
                   if row else "not finished")
         mean = lambda k: float(np.nanmean([r.get(k, float("nan")) for r in mine])) if mine else float("nan")  # noqa: E731
-        spiking = spec_of(a).spiking  # a non-spiking reference: multiply-accumulates, no neuron integration
+        spiking = spec_of(configs[a].algorithm.name).spiking  # a non-spiking reference: multiply-accumulates
         synops = mean("synops_effective_acs") if spiking else mean("synops_effective_macs")
         lines.append(
             f"| {a} | {fmt(t_m, t_h)} | {t_n} | {fmt(l_m, l_h)} | {l_n} | {fmt(u_m, u_h)} | "

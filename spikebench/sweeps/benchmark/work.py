@@ -130,7 +130,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
     batches = [x.to(device) for x in test_set_frames(cfg, cell.info.get("neurobench_samples"))]
     nb = {**neurobench.static_metrics(module), **neurobench.workload_metrics(module, batches)}
-    spiking = spec_of(cell.algorithm).spiking  # the non-spiking reference reports activations, not spikes
+    spiking = spec_of(cfg.algorithm.name).spiking  # the non-spiking reference reports activations, not spikes
     finite = [s for s in curve["epoch_s"] if math.isfinite(s)]
     row = {
         "test_acc": float(results["test/acc"]),
