@@ -123,3 +123,23 @@ def test_winner_take_all_lets_at_most_k_neurons_spike_per_step_and_sample(one_th
     spikes = module.hidden_spikes((torch.rand(3, 50, 12) < 0.5).float())
     per_step = spikes.sum(2)
     assert float(per_step.max()) == 2.0 and float(spikes.sum()) > 0
+
+
+def test_with_a_schedule_the_layer_learns_first_then_only_the_readout_on_the_frozen_layer(one_thread, monkeypatch):
+    from spikebench.algorithms.stdp import STDP
+
+    overrides = ["algorithm=stdp", "model.hidden=8", "data.channels=12", "data.duration=0.05",
+                 "algorithm.rule=additive", "algorithm.eta_plus=0.5", "algorithm.plastic_epochs=2"]
+    x = (torch.rand(4, 50, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    y = torch.tensor([0, 1, 2, 3])
+    module = module_for(overrides)
+    w0, theta0 = module.net.w_in.detach().clone(), module.theta.clone()
+    monkeypatch.setattr(STDP, "current_epoch", property(lambda self: 1))  # a plastic epoch
+    module.forward_backward(x, y)
+    assert not torch.equal(module.net.w_in.detach(), w0) and module.net.w_out.grad is None
+    w1, theta1 = module.net.w_in.detach().clone(), module.theta.clone()
+    monkeypatch.setattr(STDP, "current_epoch", property(lambda self: 2))  # frozen from epoch 2
+    module.forward_backward(x, y)
+    assert torch.equal(module.net.w_in.detach(), w1) and torch.equal(module.theta, theta1)
+    assert module.net.w_out.grad is not None and module.net.w_out.grad.abs().sum() > 0
+    assert "plasticity in the first 2 epoch(s)" in module.heuristics()[-1]

@@ -35,6 +35,10 @@ training epoch the hidden spike counts are summed per class, at its end every ne
 answered most on average, and a recording's score for class k is the mean count of the neurons assigned to k
 (W_out unused).
 
+Schedule (`algorithm.plastic_epochs`, Diehl & Cook's): null, W_in, the thresholds and the readout learn together;
+N, W_in and the thresholds learn in the first N epochs with the readout untouched (its labels unread), then the
+layer is frozen and only the readout learns (gradient on W_out, or the assignment from the frozen layer's responses).
+
 A local rule is not an optimiser step: `forward_backward` applies the batch's Δw to W_in itself (averaged over the
 processes, so that replicas stay equal) and leaves W_in without a gradient, which the optimiser then skips; W_out
 gets the gradient of the objective on the leaky readout of the (detached) hidden spikes. The rule reads no label.
@@ -95,7 +99,10 @@ class STDP(SpikingModule):
         a = self.cfg.algorithm
         readout = ("readout by label assignment (Diehl & Cook 2015)" if a.readout == "assignment"
                    else "readout trained by gradient on W_out only")
-        return [f"{a.rule} STDP of W_in (no gradient, no label)", "lateral inhibition", "threshold homeostasis", readout]
+        out = [f"{a.rule} STDP of W_in (no gradient, no label)", "lateral inhibition", "threshold homeostasis", readout]
+        if a.plastic_epochs is not None:
+            out.append(f"plasticity in the first {a.plastic_epochs} epoch(s), then the readout on the frozen layer")
+        return out
 
     def __init__(self, cfg, data) -> None:
         super().__init__(cfg, data)
@@ -142,10 +149,17 @@ class STDP(SpikingModule):
             out[:, t] = s
         return out
 
+    def plastic(self) -> bool:
+        """Whether W_in and the thresholds learn in this epoch: always, or (`algorithm.plastic_epochs`) in the first
+        epochs only, after which the layer is frozen and only the readout learns (Diehl & Cook 2015's schedule)."""
+        n = self.cfg.algorithm.plastic_epochs
+        return n is None or self.current_epoch < n
+
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         net, a = self.net, self.cfg.algorithm
         spikes = self.hidden_spikes(x)
-        if self.training:  # the local rule and the homeostasis learn during training steps only
+        plastic, scheduled = self.plastic(), a.plastic_epochs is not None
+        if self.training and plastic:  # the local rule and the homeostasis learn during training steps only
             with torch.no_grad():
                 dw = mean_over_processes(stdp_update(x.to(spikes.dtype), spikes, net.w_in, a, net.hidden.dt))
                 net.w_in.add_(dw).clamp_(a.w_min, a.w_max)
@@ -157,14 +171,15 @@ class STDP(SpikingModule):
         net.w_in.grad = None
         counts = spikes.sum(1)
         if a.readout == "assignment":
-            if self.training:  # the readout (not the rule) reads the labels
+            if self.training and not (scheduled and plastic):  # the readout (not the rule) reads the labels
                 onehot = F.one_hot(y, self.data_shape.n_classes).to(counts.dtype)
                 self.responses += counts.T @ onehot
                 self.seen += onehot.sum(0)
             logits = self.assignment_scores(counts)
             return StepOutput(F.cross_entropy(logits, y).detach(), logits, counts)
         loss, logits = self.objective(net.readout(spikes), spikes, y)  # a gradient for W_out only
-        loss.backward()
+        if not (scheduled and plastic):  # with a schedule, the readout learns on the frozen layer only
+            loss.backward()
         return StepOutput(loss.detach(), logits.detach(), counts)
 
     def assignment_scores(self, counts: torch.Tensor) -> torch.Tensor:
