@@ -420,3 +420,15 @@ def test_accuracy_vs_time_draws_tuned_and_shared_cells_in_separate_panels(tmp_pa
         assert len(single.axes) == 1 and single.axes[0].get_title() == ""
     finally:
         plots.save(single, tmp_path / "one.png", dpi=120)
+
+
+def test_a_variants_study_searches_its_algorithms_space_with_the_variants_overrides_fixed():
+    from spikebench.sweeps.benchmark import tuning
+    from spikebench.sweeps.benchmark.cells import plan
+
+    b = load_benchmark_config("fsdd_additions")
+    p = plan(b, [], list(b.algorithms))
+    cells = {c.name: c for c in tuning.tune_cells(b, [], list(b.algorithms), p.configs)}
+    study = cells["tune-eventprop_delays"]
+    assert study.info["space"].endswith("eventprop.yaml") and "model.delays.enabled=true" in study.overrides
+    assert study.info["study"] == "fsdd_additions-eventprop_delays"

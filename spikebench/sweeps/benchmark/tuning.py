@@ -26,6 +26,7 @@ from spikebench.sweeps import search_space
 from spikebench.configs import compose_config
 
 from .cells import Cell, accuracy_cell, algorithm_overrides, config_hash
+from .config import variant
 
 
 def study_cell_name(algorithm: str, sampler: str, default_sampler: str) -> str:
@@ -44,7 +45,8 @@ def tune_cells(b: DictConfig, user: list[str], algorithms: list[str], configs: d
         fixed = [f"{k}={search_space.format_value(OmegaConf.select(cfg, k))}" for k in present]
         ov = [*algorithm_overrides(b, user, a), *fixed, *t.trial_overrides, f"trainer.max_epochs={t.max_epochs}",
               f"seed={b.seeds[0]}"]
-        space = search_space.space_path(a, str(Path(t.space_dir).expanduser() / f"{a}.yaml") if t.space_dir else None)
+        base = variant(b, a)[0]  # a variant searches its algorithm's space (keys it sets itself are not searched)
+        space = search_space.space_path(base, str(Path(t.space_dir).expanduser() / f"{base}.yaml") if t.space_dir else None)
         enqueue = first_trials(list(t.enqueue), ov)
         name = study_cell_name(a, sampler, t.sampler)
         info = {
