@@ -61,6 +61,7 @@ class InputSpikes:
         self.batch, self.steps, self.n_in = shape
         counts = torch.bincount(row, minlength=self.steps * self.batch)
         self.row_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # events of row r: [ptr[r], ptr[r + 1])
+        self._cached: tuple[int, int, torch.Tensor] | None = None  # step_arrivals' current block: (t0, t1, drive)
 
     @classmethod
     def from_frames(cls, x: torch.Tensor, block: int) -> "InputSpikes":
@@ -102,7 +103,7 @@ class InputSpikes:
     def step_arrivals(self, w_in: torch.Tensor, t: int) -> list[tuple[float, torch.Tensor]]:
         """The input current's jumps inside step t as (offset in the step, W_in x (batch, hidden)), by offset: here
         one, at the step start (the drive of t's block, made once per block; `event_delays` has later offsets)."""
-        cached = getattr(self, "_cached", None)
+        cached = self._cached
         if cached is None or not cached[0] <= t < cached[1]:
             t0 = (t // self.block) * self.block
             t1 = min(self.steps, t0 + self.block)
