@@ -6,7 +6,8 @@
 
 With `--run`, the comparison is made on what trained: that run's weights (its tested checkpoint), its dt,
 integration, loss and regulariser form, on the first `--samples` recordings of its test set (in batches of
-`--batch`, float64; the exact mode needs far more memory than the discrete one).
+`--batch`, float64; the exact mode needs far more memory than the discrete one); with `model.delays` the delays'
+gradient is compared too (the last per-tensor cosine).
 
 The networks are those of tests/test_eventprop.py (`networks.small_network`: 2 trials, 5 inputs, 4 recurrent hidden,
 3 outputs, 100 ms, 8 input spikes per channel; seeds 0, 2, 3 are the ones whose exact gradient the tests check
@@ -83,12 +84,14 @@ def compare_run(run: str, samples: int, batch: int, checkpoint: str) -> None:
             module.setup_ = setup
             module.zero_grad(set_to_none=True)
             module.forward_backward(x.double(), y)
-            grads.append([p.grad.detach().clone() for p in (module.net.w_in, module.net.w_rec, module.net.w_out)
+            delay = module.net.delays.delay if module.net.delays is not None else None  # model.delays: compared too
+            grads.append([p.grad.detach().clone() for p in (module.net.w_in, module.net.w_rec, module.net.w_out, delay)
                           if p is not None and p.grad is not None])
         per += [float(F.cosine_similarity(a.flatten(), b.flatten(), 0)) for a, b in zip(*grads)]
         whole.append(float(F.cosine_similarity(torch.cat([a.flatten() for a in grads[0]]),
                                                torch.cat([b.flatten() for b in grads[1]]), 0)))
-        print(f"  batch {i // batch}: whole {whole[-1]:+.3f}, per tensor {', '.join(f'{c:+.3f}' for c in per[-3:])}",
+        print(f"  batch {i // batch}: whole {whole[-1]:+.3f}, per tensor "
+              f"{', '.join(f'{c:+.3f}' for c in per[-len(grads[0]):])}",
               flush=True)
     module.setup_ = grid
     print(f"per tensor: {summary(per)} | whole: {summary(whole)}")
