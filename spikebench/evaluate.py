@@ -12,11 +12,13 @@ columns: predicted class).
 
 from __future__ import annotations
 
-from spikebench.errors import UserError
 import sys
 from pathlib import Path
 
 import yaml
+
+from spikebench.errors import UserError
+from spikebench.events import as_frames
 
 from spikebench.configs import load_run_config
 from spikebench.algorithms.checkpoint import check_checkpoint, checkpoint_path
@@ -113,6 +115,7 @@ def plot_run(out: Path, module, dm, loggers: list | tuple = (), samples: int = 3
         x, y = x[:samples], y[:samples]
         with torch.no_grad():
             hidden, v_out = module.simulate(x.to(module.device))
+        x = as_frames(x)  # the input raster is drawn from the frames, whichever form the batch had
         dt = module.data_shape.dt
         fig, axes = plt.subplots(len(y), 3, figsize=(13, 2.6 * len(y)), squeeze=False)
         for i in range(len(y)):

@@ -125,7 +125,8 @@ def test_blend_keeps_spikes_from_both_samples_aligned_in_time():
 def test_training_batches_are_frames_batch_time_channels(shd_dir, tmp_path):
     cfg = compose_config(overrides_for(tmp_path, "data=shd", f"data.root={shd_dir}", "data.duration=0.1",
                                        "data.augment.shift=40", "data.augment.dropout=0.1", "data.augment.blend_prob=0.5",
-                                       "data.pool=2", "data.delay.copies=2", "data.delay.spacing=0.01"))
+                                       "data.pool=2", "data.delay.copies=2", "data.delay.spacing=0.01",
+                                       "data.format=frames"))
     dm = build_datamodule(cfg)
     dm.setup()
     x, y = next(iter(dm.train_dataloader()))

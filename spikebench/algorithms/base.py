@@ -10,7 +10,6 @@ also measured: its step memory (algorithms/measure.py), logged once per run as `
 
 from __future__ import annotations
 
-from spikebench.errors import ConfigError
 import abc
 import time
 from dataclasses import asdict, dataclass, replace
@@ -19,6 +18,9 @@ from typing import Any
 import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from spikebench.errors import ConfigError
+from spikebench.events import as_frames, batch_nbytes
 
 from .adlif import AdLIFRanges
 from .delays import InputDelays
@@ -152,6 +154,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         self.objective = Objective(cfg.loss.kind, cfg.loss.reg_strength, cfg.loss.reg_target, BatchMean())
         self._step_mem_bytes: int | None = None  # the step memory of the run's first training step
         self._step_mem_logged = False
+        self._batch_bytes = 0  # the bytes of that step's input batch, as it received it (data.format)
         n_classes = data.n_classes
         # one accuracy and one activity metric per stage ("train" cannot be a ModuleDict key: Module.train)
         self.epoch_metrics = torch.nn.ModuleDict({
@@ -239,8 +242,9 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         with self.objective.batch_mean.global_batch():  # several processes: the regulariser's batch means are global
             out = self.measured_step(x, y, memory=self._step_mem_bytes is None)
         average_gradients(self.parameters())  # several processes: every algorithm's gradient, however computed
-        if out.step_mem_bytes is not None:
+        if out.step_mem_bytes is not None:  # with the batch's bytes as the step received it (frames or events)
             self._step_mem_bytes, self._step_mem_logged = out.step_mem_bytes, False
+            self._batch_bytes = batch_nbytes(x)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(
                 f"loss is {out.loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
@@ -331,7 +335,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
         same order on every process — a value logged with `sync_dist` would be reduced whenever a callback first
         reads it, and the progress bar reads on the first process only, so the processes' collectives would
         cross and wait for each other for ever."""
-        how = {"samples_per_s": "sum", "epoch_s": "max", "saved_bytes": "max", "step_mem_bytes": "max",
+        how = {"samples_per_s": "sum", "epoch_s": "max", "saved_bytes": "max", "step_mem_bytes": "max", "batch_bytes": "max",
                "gpu_peak_bytes": "max"}.get(name.split("/")[-1])
         value = reduce_over_processes(float(value), how, self.device) if how else float(value)
         self.log(name, torch.tensor(value, dtype=torch.float64), prog_bar=name == "val/acc")  # a float would become float32
@@ -360,6 +364,7 @@ class ClassifierModule(L.LightningModule, abc.ABC):
             self.after_training_epoch(totals["counts"].to(torch.float32))
         if self._step_mem_bytes is not None and not self._step_mem_logged:
             self._log_epoch("train/step_mem_bytes", float(self._step_mem_bytes))  # once per run
+            self._log_epoch("train/batch_bytes", float(self._batch_bytes))
             self._step_mem_logged = True
         sched = self.lr_schedulers()
         if sched is not None:
@@ -404,7 +409,7 @@ class SpikingModule(ClassifierModule):
         spikes, _ = self.simulate(x)
         net = self.net
         out = Trace(activations=[spikes])
-        out.connections.append(Connection("w_in", net.w_in, x))
+        out.connections.append(Connection("w_in", net.w_in, as_frames(x)))
         if net.w_rec is not None:
             out.connections.append(Connection("w_rec", net.w_rec, previous_step(spikes)))
         out.connections.append(Connection("w_out", net.w_out, spikes))

@@ -96,11 +96,13 @@ algebra, summed in another order (float64: equal to 1e-10, tested). The recurren
 
 from __future__ import annotations
 
-from spikebench.errors import ConfigError
 import math
 
 import torch
 import torch.nn.functional as F
+
+from spikebench.errors import ConfigError
+from spikebench.events import EventBatch, as_frames
 
 from .base import SpikingModule, StepOutput
 from .losses import readout_time_kernel
@@ -361,29 +363,32 @@ class EProp(SpikingModule):
         return spikes, net.readout(spikes)
 
     @torch.no_grad()
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    def forward_backward(self, x: "torch.Tensor | EventBatch", y: torch.Tensor) -> StepOutput:
+        """x: frames, or the event batch (data.format=events), densified one block of steps at a time."""
         net, p = self.net, self.net.hidden
         if net.delays is not None:  # fixed input delays (model.delays.learn=false): e-prop's input is x̃
-            x = net.delays(x)
+            x = net.delays(as_frames(x))
         batch, steps, n_in = x.shape
         n_hidden, with_reg, adaptive = net.n_hidden, bool(self.objective.reg_strength), bool(self.beta_a)
         c = readout_time_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
         c_steps = c.tolist()
 
         # state carried from block to block
-        i, v, s, adapt, psi_last = (x.new_zeros(batch, n_hidden) for _ in range(5))
-        pre_in, pre_rec = x.new_zeros(batch, n_in), x.new_zeros(batch, n_hidden)
-        weighted_counts, counts = x.new_zeros(batch, n_hidden), x.new_zeros(batch, n_hidden)
-        elig = [InputEligibility(batch, n_hidden, n_in, adaptive, with_reg, x, p.gain, p.beta)]
+        like = torch.empty(0, dtype=x.dtype, device=x.device)
+        i, v, s, adapt, psi_last = (like.new_zeros(batch, n_hidden) for _ in range(5))
+        pre_in, pre_rec = like.new_zeros(batch, n_in), like.new_zeros(batch, n_hidden)
+        weighted_counts, counts = like.new_zeros(batch, n_hidden), like.new_zeros(batch, n_hidden)
+        elig = [InputEligibility(batch, n_hidden, n_in, adaptive, with_reg, like, p.gain, p.beta)]
         if net.recurrent:
-            elig.append(Eligibility(batch, n_hidden, n_hidden, adaptive, with_reg, x, p.gain))
+            elig.append(Eligibility(batch, n_hidden, n_hidden, adaptive, with_reg, like, p.gain))
         held = 0
 
         for t0 in range(0, steps, self.chunk):
             k_steps = min(self.chunk, steps - t0)
-            drive = x[:, t0 : t0 + k_steps] @ net.w_in
+            xb = x.frames(t0, t0 + k_steps) if isinstance(x, EventBatch) else x[:, t0 : t0 + k_steps]
+            drive = xb @ net.w_in
             psi, psi_prev, decay = torch.empty_like(drive), torch.empty_like(drive), torch.empty_like(drive)
-            flat = x[:, t0 : t0 + k_steps].reshape(-1)  # the block's input events: flat index (b·K + s)·inputs + c
+            flat = xb.reshape(-1)  # the block's input events: flat index (b·K + s)·inputs + c
             idx = flat.nonzero().squeeze(1)
             events = (torch.div(idx, n_in, rounding_mode="floor"), torch.div(idx, k_steps * n_in, rounding_mode="floor"),
                       idx % n_in, flat.index_select(0, idx))
@@ -392,7 +397,7 @@ class EProp(SpikingModule):
             pre_blk = [torch.empty_like(drive)] if net.recurrent else []
             for k in range(k_steps):
                 # ε^I[t] = β ε^I[t-1] + x[t] (inputs) and + s[t-1] (recurrent); a[t] = α (1 − s[t-1])
-                pre_in = torch.add(x[:, t0 + k], pre_in, alpha=p.beta)
+                pre_in = torch.add(xb[:, k], pre_in, alpha=p.beta)
                 decay[:, k] = p.alpha * (1.0 - s)
                 psi_prev[:, k] = psi_last
                 d = drive[:, k]
@@ -411,7 +416,7 @@ class EProp(SpikingModule):
                 e.absorb(pre, blk)
             block = [drive, psi, psi_prev, decay, *pre_blk, *events]
             held = max(held, sum(t.nbytes for t in block) + blk.nbytes())
-            del drive, psi, psi_prev, decay, pre_blk, blk, block, events, carry  # one block's buffers at a time
+            del xb, drive, psi, psi_prev, decay, pre_blk, blk, block, events, carry  # one block's buffers at a time
 
         # the end of the trial: the error is known, apply the learning signals once
         logits = weighted_counts @ net.w_out

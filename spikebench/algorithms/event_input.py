@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.errors import ConfigError
+from spikebench.events import EventBatch
 
 from .kernels import cpu_events
 
@@ -62,6 +63,14 @@ class InputSpikes:
         counts = torch.bincount(row, minlength=self.steps * self.batch)
         self.row_ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # events of row r: [ptr[r], ptr[r + 1])
         self._cached: tuple[int, int, torch.Tensor] | None = None  # step_arrivals' current block: (t0, t1, drive)
+
+    @classmethod
+    def from_batch(cls, x: "torch.Tensor | EventBatch", block: int, dtype: torch.dtype) -> "InputSpikes":
+        """The input spikes of a batch in either form: an event batch's lists as they are (already time-major;
+        no pass over frames), frames by `from_frames`; values in `dtype`."""
+        if isinstance(x, EventBatch):
+            return cls(x.row, x.channel, x.count.to(dtype), x.shape, block)
+        return cls.from_frames(x.to(dtype), block)
 
     @classmethod
     def from_frames(cls, x: torch.Tensor, block: int) -> "InputSpikes":

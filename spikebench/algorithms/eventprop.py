@@ -51,11 +51,13 @@ they fire the same spikes (dt = 0.1 ms), the cosine is ≥ 0.9 (tests).
 
 from __future__ import annotations
 
-from spikebench.errors import ConfigError
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from spikebench.errors import ConfigError
+from spikebench.events import EventBatch
 
 from .base import SpikingModule, StepOutput
 from .distributed import BatchMean
@@ -141,7 +143,8 @@ def discrete_readout(spk: Spikes, batch: int, steps: int, w_out: torch.Tensor, p
 
 
 class EventPropFunction(torch.autograd.Function):
-    """(W_in, W_rec, W_out, x) → (readout output (batch, classes), spike counts (batch, hidden)).
+    """(W_in, W_rec, W_out, x) → (readout output (batch, classes), spike counts (batch, hidden)), x frames or
+    the event batch.
 
     The readout output is the logits z for sum/sum_exp/max and the first output spike times for first_spike.
     Kept for backward: the input spikes, the hidden spikes (flat index, τ_mem V̇⁻, and τ in exact mode), spikes per
@@ -150,12 +153,12 @@ class EventPropFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w_in, w_rec, w_out, x, delay, setup: Setup):  # type: ignore[override]
-        batch, steps, n_in = x.shape
+        events = InputSpikes.from_batch(x, setup.block, w_in.dtype)  # frames or the event batch
+        batch, steps, n_in = events.batch, events.steps, events.n_in
         hidden = w_in.shape[1]
         p, po, kind = setup.hidden, setup.readout, setup.kind
         total = steps * p.dt
         dtype, dev = w_in.dtype, w_in.device
-        events = InputSpikes.from_frames(x, setup.block)
         inp = events if delay is None else delayed_input(
             events.row, events.ch, events.val, (batch, steps, n_in), setup.block, delay, p.dt, setup.exact, w_in,
             for_backward=False)
@@ -346,11 +349,12 @@ class EventProp(SpikingModule):
 
     # -- forward: readout output and spike counts through the EventProp node ----------------------
 
-    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Readout output (batch, classes) and hidden spike counts (batch, hidden), differentiable by EventProp."""
+    def outputs(self, x: "torch.Tensor | EventBatch") -> tuple[torch.Tensor, torch.Tensor]:
+        """Readout output (batch, classes) and hidden spike counts (batch, hidden), differentiable by EventProp.
+        x: frames, or the event batch (data.format=events), whose lists are the input spikes as they are."""
         net = self.net
         delay = net.delays.delay if net.delays is not None else None
-        return EventPropFunction.apply(net.w_in, net.w_rec, net.w_out, x.to(net.w_in.dtype), delay, self.setup_)
+        return EventPropFunction.apply(net.w_in, net.w_rec, net.w_out, x, delay, self.setup_)
 
     def loss_from(self, out: torch.Tensor, counts: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, logits): cross-entropy of the readout (first_spike: of −t/τ₀, plus α(e^{t_y/τ₁} − 1)),
@@ -388,7 +392,7 @@ class EventProp(SpikingModule):
             return self.net.simulate(x)
         net = self.net
         x = x.to(net.w_in.dtype)
-        inp = InputSpikes.from_frames(x, self.setup_.block)
+        inp = InputSpikes.from_batch(x, self.setup_.block, net.w_in.dtype)
         if net.delays is not None:
             inp = delayed_input(inp.row, inp.ch, inp.val, tuple(x.shape), inp.block, net.delays.delay, net.hidden.dt,
                                 True, net.w_in)

@@ -15,6 +15,8 @@ import torch
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from spikebench.events import EventBatch
+
 __all__ = ["Activity", "MeanMetric", "MulticlassAccuracy", "MulticlassConfusionMatrix", "activity_stats"]
 
 
@@ -29,10 +31,12 @@ class Activity(Metric):
         self.add_state("in_spikes", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("samples", default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, hidden_counts: torch.Tensor, x: torch.Tensor) -> None:
-        """hidden_counts: (batch, hidden) spikes per neuron and sample; x: the batch's input (batch, time, inputs)."""
+    def update(self, hidden_counts: torch.Tensor, x: "torch.Tensor | EventBatch") -> None:
+        """hidden_counts: (batch, hidden) spikes per neuron and sample; x: the batch's input (batch, time, inputs),
+        frames or events."""
         self.counts += hidden_counts.detach().sum(0).to(self.counts.dtype)
-        self.in_spikes += x.detach().sum().to(self.in_spikes.dtype)
+        spikes = x.count if isinstance(x, EventBatch) else x.detach()
+        self.in_spikes += spikes.sum().to(self.in_spikes.dtype)
         self.samples += x.shape[0]
 
     def compute(self) -> dict[str, torch.Tensor]:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from spikebench.events import EventBatch
+
 from .adlif import AdaptiveNeurons, AdLIFRanges, adlif_sequence
 from .delays import InputDelays
 from .neuron import LIFParams, leaky_readout, lif_forward
@@ -68,9 +70,14 @@ class SNN(nn.Module):
         if self.delays is not None:
             self.delays.constrain()
 
-    def drive(self, x: torch.Tensor) -> torch.Tensor:
+    def drive(self, x: "torch.Tensor | EventBatch") -> torch.Tensor:
         """Feed-forward synaptic input W_in x[t] for all steps at once (x̃, delayed, with model.delays):
-        (batch, time, hidden)."""
+        (batch, time, hidden). An event batch (data.format=events) by its sparse product, unless delayed: the
+        delays interpolate between whole steps of the frames (delays.py)."""
+        if isinstance(x, EventBatch):
+            if self.delays is None:
+                return x.input_product(self.w_in)
+            x = x.frames().to(self.w_in.dtype)
         return (x if self.delays is None else self.delays(x)) @ self.w_in
 
     def readout(self, spikes: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,8 @@ class AlgorithmSpec:
     reg_forms  the `loss.reg_form` values it implements
     neurons    the `model.neuron` values it trains (lif: the suite's LIF, neuron.py; adlif: algorithms/adlif.py)
     delays     the input delays it can use (`model.delays`, algorithms/delays.py): "fixed" and/or "learned"
+    inputs     the batch forms its steps take (`data.format`: "frames" (batch, time, channels) and/or "events", the
+               non-zero bins, spikebench/events.py); `data.format=auto` gives it the first
     defaults   the YAML of its block's defaults (None: configs/algorithm/<name>.yaml)
     space      its search space (None: sweeps/spaces/<name>.yaml)
     """
@@ -62,6 +64,7 @@ class AlgorithmSpec:
     reg_forms: tuple[str, ...] = ("gradient",)
     neurons: tuple[str, ...] = ("lif",)
     delays: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ("frames",)
     defaults: Optional[Path] = None
     space: Optional[Path] = None
 
@@ -163,19 +166,20 @@ class Ann2snn:
     norm_recordings: int = at_least(1)
 
 
+EVENTS_FIRST = ("events", "frames")  # the step reads the input through sparse products (spikebench/events.py)
 DECLARED = (  # the tables' order
     AlgorithmSpec(
         "bptt", "spikebench.algorithms.bptt:BPTT", Bptt,
         "backpropagation through time with a surrogate derivative of the spike (Neftci, Mostafa & Zenke 2019)",
-        neurons=NEURONS, delays=("fixed", "learned")),
+        neurons=NEURONS, delays=("fixed", "learned"), inputs=EVENTS_FIRST),
     AlgorithmSpec(
         "eventprop", "spikebench.algorithms.eventprop:EventProp", Eventprop,
         "the exact gradient from adjoint dynamics and jumps at the spike times (Wunderlich & Pehle 2021)",
-        losses=LOSSES, reg_forms=REG_FORMS, delays=("fixed", "learned")),
+        losses=LOSSES, reg_forms=REG_FORMS, delays=("fixed", "learned"), inputs=EVENTS_FIRST),
     AlgorithmSpec(
         "eprop", "spikebench.algorithms.eprop:EProp", Eprop,
         "eligibility traces and a learning signal, forward in time (Bellec et al. 2020)",
-        losses=("sum_exp", "sum"), delays=("fixed",)),
+        losses=("sum_exp", "sum"), delays=("fixed",), inputs=EVENTS_FIRST),
     AlgorithmSpec(
         "paralif", "spikebench.algorithms.paralif:ParaLIF", Paralif,
         "a reset-free LIF computed for all steps at once, spikes from the normalised membrane (Yarga & Wood 2025)",
@@ -233,7 +237,8 @@ def spec_of(name: str) -> AlgorithmSpec:
 
 
 def check_capabilities(cfg) -> None:
-    """The run's loss and regulariser form are among those its algorithm declares (one-line ConfigError)."""
+    """The run's loss, regulariser form, neuron, delays and batch form are among those its algorithm declares
+    (one-line ConfigError)."""
     spec = spec_of(str(cfg.algorithm.name))
     kind, form = str(cfg.loss.kind), str(cfg.loss.reg_form)
     if kind not in spec.losses:
@@ -253,8 +258,18 @@ def check_capabilities(cfg) -> None:
             others = [s.name for s in ALGORITHMS.values() if mode in s.delays]
             where = f" (algorithm={' | '.join(others)} does)" if others else ""
             raise ConfigError(f"model.delays ({mode}) is not implemented by algorithm={spec.name}{where}")
+    fmt = str(cfg.data.get("format", "auto"))
+    if fmt != "auto" and fmt not in spec.inputs:
+        raise ConfigError(f"data.format={fmt} is not taken by algorithm={spec.name}; it takes: {', '.join(spec.inputs)}")
     if form not in spec.reg_forms:
         others = [s.name for s in ALGORITHMS.values() if form in s.reg_forms]
         where = f" (algorithm={' | '.join(others)} implements it)" if others else ""
         raise ConfigError(f"loss.reg_form={form} is not implemented by algorithm={spec.name}; choose one of: "
                           f"{', '.join(spec.reg_forms)}{where}")
+
+
+def resolve_input_format(cfg) -> None:
+    """`data.format=auto` → the first batch form the run's algorithm declares (`inputs`), written into the config so
+    that the run's saved config says what its steps received."""
+    if cfg.data.get("format", "auto") == "auto":
+        cfg.data.format = spec_of(str(cfg.algorithm.name)).inputs[0]

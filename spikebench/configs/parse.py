@@ -25,7 +25,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from spikebench.errors import ConfigError, UserError  # noqa: F401 - re-exported
 
-from .algorithms import ALGORITHMS, check_capabilities, spec_of
+from .algorithms import ALGORITHMS, check_capabilities, resolve_input_format, spec_of
 from .schema import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -365,6 +365,7 @@ def finish(cfg: DictConfig, pairs: list[tuple[str, Any]]) -> DictConfig:
     _check_complete(cfg)
     check_ranges(cfg)
     check_capabilities(cfg)
+    resolve_input_format(cfg)
     check_trainer(cfg.trainer)
     cfg.data.root = resolve_path(cfg.data.root)
     return cfg

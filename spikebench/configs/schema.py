@@ -155,6 +155,7 @@ class Data:
     duration: float = at_least(0.0, above=True)
     pool: int = at_least(1)
     binary: bool = MISSING
+    format: str = field(default=MISSING, metadata={"choices": ("auto", "frames", "events")})
     batch_size: int = at_least(1)
     num_workers: int = at_least(0)
     speakers: Optional[List[int]] = None

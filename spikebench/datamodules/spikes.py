@@ -1,7 +1,9 @@
 """One LightningDataModule for every SHD-format data set: SHD, SSC, the generated one, FSDD-spikes, yours.
 
 Batches are `(frames, labels)` with frames float32 (batch, time, inputs), binned at `data.dt` over
-`data.duration`, channels pooled by `data.pool`, optionally widened by an input delay line.
+`data.duration`, channels pooled by `data.pool`, optionally widened by an input delay line; with
+`data.format=events` (resolved from the algorithm's declaration when `auto`) the same bins without the zeros, an
+`EventBatch` (spikebench/events.py), made without the dense tensor.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from spikebench.events import EventBatch
+
 from . import augment
-from .binning import bin_events, delay_line
+from .binning import bin_event_list, bin_events, delay_line
 from .files import DataError, SpikeData, load_split, locate
 from .synthetic import ensure_synthetic
 
@@ -81,7 +85,8 @@ class SpikeDataset(Dataset):
 
 
 class Collate:
-    """Concatenate a list of samples' events, augment (training), bin into frames, add the delay line."""
+    """Concatenate a list of samples' events, augment (training), bin into frames (or the event batch, with
+    `data.format=events`), add the delay line."""
 
     def __init__(self, cfg_data, train: bool, randomness: EpochShuffle | None = None) -> None:
         self.d, self.train, self.randomness = cfg_data, train, randomness
@@ -91,7 +96,7 @@ class Collate:
     def generator(self) -> torch.Generator | None:
         return self.randomness.torch_gen if self.randomness is not None else None
 
-    def __call__(self, samples) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, samples) -> tuple["torch.Tensor | EventBatch", torch.Tensor]:
         d, a = self.d, self.d.augment
         lengths = torch.tensor([len(s[0]) for s in samples])
         times = torch.from_numpy(np.concatenate([s[0] for s in samples]).astype(np.float32))
@@ -102,7 +107,8 @@ class Collate:
         if self.train and a.dropout > 0:
             keep = augment.spike_dropout(len(times), float(a.dropout), self.generator())
             times, units, sample = times[keep], units[keep], sample[keep]
-        frames = bin_events(times, units, sample, len(samples), self.steps, d.channels, d.dt, d.pool, d.binary)
+        binning = bin_event_list if d.get("format") == "events" else bin_events
+        frames = binning(times, units, sample, len(samples), self.steps, d.channels, d.dt, d.pool, d.binary)
         frames = delay_line(frames, d.delay.copies, self.delay_steps)
         return frames, torch.tensor([s[2] for s in samples], dtype=torch.long)
 

@@ -28,6 +28,7 @@ TABLE_COLUMNS = [  # (csv key, header, scale, format)
     ("epoch_s", "Time / epoch (s)", 1.0, ".3g"),
     ("samples_per_s", "Samples / s", 1.0, ".3g"),
     ("step_mem_bytes", "Step memory (MB)", 1e-6, ".3g"),
+    ("batch_bytes", "Batch (MB)", 1e-6, ".3g"),
     ("rate_hz", "Hidden rate (Hz)", 1.0, ".3g"),
     ("activation_sparsity", "Activation sparsity", 1.0, ".3f"),
     ("synops_effective_acs", "SynOps Effective_ACs", 1.0, ".3g"),
@@ -40,7 +41,8 @@ ID_COLUMNS = ["setting", "algorithm", "hidden", "recurrent", "seed"]
 EXTRA_COLUMNS = ["train_wall_s", "train_cpu_s", "saved_bytes", "process_peak_rss_bytes", "process_gpu_peak_bytes",
                  "heuristics", "host", "commit", "finished"]
 IDENTITY = ("setting", "hidden", "recurrent", "seed", "speaker", "steps", "batch", "table_steps", "table_hidden")  # from a cell's info
-SCALING_COLUMNS = ["algorithm", "steps", "hidden", "batch", "step_s", "samples_per_s", "step_mem_bytes", "saved_bytes",
+SCALING_COLUMNS = ["algorithm", "steps", "hidden", "batch", "step_s", "samples_per_s", "step_mem_bytes", "batch_bytes",
+                   "saved_bytes",
                    "step_rss_growth_bytes"]
 
 
@@ -48,7 +50,8 @@ MEMORY_NOTE = (
     "Accuracies: mean ± sample standard deviation over seeds; other columns: means. Step memory: the peak of tensor "
     "memory allocated during the run's first training step (untrained weights, a real batch) beyond what existed "
     "before it (parameters, optimiser state and the batch excluded alike; algorithms/measure.py: PyTorch's "
-    "allocation events on CPU, the allocator's peak on CUDA). results.csv also holds the bytes saved for backward "
+    "allocation events on CPU, the allocator's peak on CUDA). Batch: that step's input as the algorithm received "
+    "it (data.format: dense frames, or the event list of its non-zero bins). results.csv also holds the bytes saved for backward "
     "(saved-tensor hooks; bookkeeping, not memory) and the cell process's peak RSS (imports and data included; not "
     "an algorithm figure). SynOps: per sample, NeuroBench's definitions (sweeps/benchmark/neurobench.py), on the test set."
 )

@@ -144,6 +144,7 @@ def run_accuracy(cell: Cell, cell_dir: Path) -> dict[str, Any]:
         "train_wall_s": wall if math.isfinite(wall) else float(np.nansum(curve["epoch_s"])),
         "train_cpu_s": float(results.get("cpu_s", float("nan"))),
         "step_mem_bytes": float(results.get("train/step_mem_bytes", float("nan"))),  # the run's first step
+        "batch_bytes": float(results.get("train/batch_bytes", float("nan"))),  # its batch, as received
         "saved_bytes": float(results.get("train/saved_bytes", float("nan"))),  # saved for backward (hooks)
         "process_peak_rss_bytes": rss if not reuse else float("nan"),
         "process_gpu_peak_bytes": float(results.get("train/gpu_peak_bytes", float("nan"))),
@@ -162,6 +163,7 @@ def run_scaling(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     from spikebench.algorithms import build_module
     from spikebench.algorithms.measure import peak_rss_growth, step_time
     from spikebench.datamodules import data_shape
+    from spikebench.events import EventBatch, batch_nbytes
 
     cfg = compose_config(cell.overrides)
     L.seed_everything(int(cfg.seed), verbose=False)
@@ -174,20 +176,24 @@ def run_scaling(cell: Cell, cell_dir: Path) -> dict[str, Any]:
     p = info["input_rate_hz"] * float(cfg.data.dt)
     x = (torch.rand(info["batch"], info["steps"], data_shape(cfg)["n_in"], generator=g) < p).float().to(device)
     y = torch.randint(int(cfg.data.n_classes), (info["batch"],), generator=g).to(device)
+    as_received = EventBatch.from_frames if cfg.data.format == "events" else (lambda f: f)  # data.format
+    x_full = as_received(x)
 
     def step(memory: bool = False, frames=x):
         for prm in module.parameters():
             prm.grad = None
         return module.measured_step(frames, y, memory=memory)
 
-    step(frames=x[:, : min(10, info["steps"])].contiguous())  # small warm-up: libraries, thread pools, kernels
-    rss = peak_rss_growth(step)  # the process's first full step: the cross-check (meaningful in a fresh process)
-    out = step(memory=True)
-    timed = step_time(step, threads=torch.get_num_threads(), runs=info["repeats"])
+    step(frames=as_received(x[:, : min(10, info["steps"])].contiguous()))  # warm-up: libraries, thread pools, kernels
+    x = x_full
+    rss = peak_rss_growth(lambda: step(frames=x))  # the process's first full step: the cross-check (meaningful in a fresh process)
+    out = step(memory=True, frames=x)
+    timed = step_time(lambda: step(frames=x), threads=torch.get_num_threads(), runs=info["repeats"])
     row = {
         "step_s": timed.median_s,
         "samples_per_s": info["batch"] / timed.median_s,
         "step_mem_bytes": float(out.step_mem_bytes),
+        "batch_bytes": float(batch_nbytes(x)),  # the batch as the algorithm receives it (data.format)
         "saved_bytes": float(out.saved_bytes),
         "step_rss_growth_bytes": float(rss) if not cuda else float("nan"),
     }

@@ -9,10 +9,12 @@ spread over the 700 channels and over the whole trial, binned at dt = 1 ms; the 
 32) fires at 20–60 Hz (input weights' mean `--in-mean`; the rates are printed). Per case both algorithms start
 from the same weights and see the same batch. Figures (algorithms/measure.py):
 
+- batch: the bytes of the input batch in the form the algorithm receives it (`data.format=auto`: events for both,
+  frames with `--format frames`), made from the trials' spike lists by the datamodule's own binning.
 - step memory: the peak of tensor memory allocated during one training step (forward and backward) beyond what
-  existed before it, from PyTorch's allocation events; the suite's one memory measure.
-- RSS growth (cross-check): how far the peak resident set of a fresh process rose during one step (`--one`);
-  it has a floor of a few MB and also sees memory that is not a tensor.
+  existed before it, from PyTorch's allocation events; the suite's one memory measure. "Whole" = batch + step.
+- RSS growth (cross-check): how far the peak resident set of a fresh process rose while it binned the batch from
+  the spike lists and ran one step (`--one`); it has a floor of a few MB and also sees memory that is not a tensor.
 - step time: median wall seconds of a training step, `torch.utils.benchmark.Timer`, `--threads` threads; BPTT
   runs its compiled C++ loop (model.backend=auto), EventProp its compiled event loops (kernels/cpu_events.py).
 
@@ -47,7 +49,24 @@ def trials(steps: int, rate: float, active_steps: int | None, seed: int = 0) -> 
     return x
 
 
-def build(algorithm: str, steps: int, hidden: int, in_mean: float):
+def spike_lists(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The spikes of frames x as the datamodule's lists (times at the bins' centres, units, samples)."""
+    b, t, c = x.nonzero(as_tuple=True)
+    n = x[b, t, c].long()
+    b, t, c = (v.repeat_interleave(n) for v in (b, t, c))
+    return ((t.double() + 0.5) * DT).float(), c, b
+
+
+def make_batch(module, lists, steps: int):
+    """The batch as `module` receives it (its config's data.format), binned from the spike lists as the
+    datamodule's Collate does."""
+    from spikebench.datamodules.binning import bin_event_list, bin_events
+
+    binning = bin_event_list if module.cfg.data.format == "events" else bin_events
+    return binning(*lists, BATCH, steps, N_IN, DT)
+
+
+def build(algorithm: str, steps: int, hidden: int, in_mean: float, fmt: str = "auto"):
     from spikebench.algorithms import build_module
     from spikebench.datamodules import data_shape
     from spikebench.configs import compose_config
@@ -56,6 +75,7 @@ def build(algorithm: str, steps: int, hidden: int, in_mean: float):
     cfg = compose_config([
         f"algorithm={algorithm}", f"model.hidden={hidden}", f"data.channels={N_IN}", f"data.duration={steps * DT}",
         f"data.dt={DT}", f"data.n_classes={CLASSES}", "model.recurrent=true", f"model.init.in_mean={in_mean}",
+        f"data.format={fmt}",
     ])
     return build_module(cfg, data_shape(cfg))
 
@@ -69,14 +89,17 @@ def one_step(module, x, y):
 def cell(algorithm: str, steps: int, hidden: int, pattern: str, a) -> dict:
     """Step memory and time of one (algorithm, case), in this process."""
     from spikebench.algorithms.measure import step_memory, step_time
+    from spikebench.events import batch_nbytes
 
-    x = trials(steps, a.input_rate, 100 if pattern == "early" else None)
+    frames = trials(steps, a.input_rate, 100 if pattern == "early" else None)
     y = torch.arange(BATCH) % CLASSES
-    module = build(algorithm, steps, hidden, a.in_mean)
+    module = build(algorithm, steps, hidden, a.in_mean, a.format)
+    x = make_batch(module, spike_lists(frames), steps)
     one_step(module, x, y)  # warm-up: compiled loops, allocator
     mem = step_memory(lambda: one_step(module, x, y))
     out = mem.value
-    row = {"mem": mem.peak_bytes, "hidden_spikes": float(out.hidden_counts.sum()), "input_spikes": float(x.sum())}
+    row = {"mem": mem.peak_bytes, "batch": batch_nbytes(x), "hidden_spikes": float(out.hidden_counts.sum()),
+           "input_spikes": float(frames.sum())}
     if not a.no_time:
         row["s"] = step_time(lambda: one_step(module, x, y), threads=a.threads, min_run_time=a.min_run_time).median_s
     return row
@@ -85,7 +108,7 @@ def cell(algorithm: str, steps: int, hidden: int, pattern: str, a) -> dict:
 def rss_cell(algorithm: str, steps: int, hidden: int, pattern: str, a) -> float:
     """Peak RSS growth of one step in a fresh process (bytes)."""
     cmd = [sys.executable, "-m", "spikebench.sweeps.diagnostics.bench_eventprop", "--one", algorithm, str(steps), str(hidden), pattern,
-           "--in-mean", str(a.in_mean), "--input-rate", str(a.input_rate)]
+           "--in-mean", str(a.in_mean), "--input-rate", str(a.input_rate), "--format", a.format]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["rss"]
 
@@ -103,10 +126,11 @@ def fit(rows: list[dict]) -> tuple[list[float], float]:
 def table(title: str, key: str, cases: list, rows: dict, a) -> None:
     mb = 1e6
     print(f"\n{title}")
-    head = f"| {key} | input spikes/trial | hidden rate (Hz) | EventProp MB | BPTT MB | BPTT/EventProp |"
-    sep = "|---|---|---|---|---|---|"
+    head = (f"| {key} | input spikes/trial | hidden rate (Hz) | EventProp MB | BPTT MB | BPTT/EventProp | batch MB "
+            "EventProp / BPTT | whole MB EventProp / BPTT | whole BPTT/EventProp |")
+    sep = "|---|---|---|---|---|---|---|---|---|"
     if not a.no_rss:
-        head += " RSS growth EventProp / BPTT (MB) |"
+        head += " RSS growth (binning + step) EventProp / BPTT (MB) |"
         sep += "---|"
     if not a.no_time:
         head += " EventProp s | BPTT s | EventProp/BPTT time |"
@@ -118,7 +142,9 @@ def table(title: str, key: str, cases: list, rows: dict, a) -> None:
         steps, hidden = case[0], case[1]
         rate = e["hidden_spikes"] / (BATCH * hidden * steps * DT)
         line = (f"| {case[0] if key == 'T' else case[1]} | {e['input_spikes'] / BATCH:.0f} | {rate:.1f} | "
-                f"{e['mem'] / mb:.1f} | {b['mem'] / mb:.1f} | {b['mem'] / e['mem']:.1f}× |")
+                f"{e['mem'] / mb:.1f} | {b['mem'] / mb:.1f} | {b['mem'] / e['mem']:.1f}× | {e['batch'] / mb:.1f} / "
+                f"{b['batch'] / mb:.1f} | {(e['mem'] + e['batch']) / mb:.1f} / {(b['mem'] + b['batch']) / mb:.1f} | "
+                f"{(b['mem'] + b['batch']) / (e['mem'] + e['batch']):.1f}× |")
         if not a.no_rss:
             line += f" {e['rss'] / mb:.1f} / {b['rss'] / mb:.1f} |"
         if not a.no_time:
@@ -136,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-run-time", type=float, default=2.0, help="seconds of timed steps per cell")
     ap.add_argument("--no-rss", action="store_true", help="skip the fresh-process RSS cross-check")
     ap.add_argument("--no-time", action="store_true", help="skip the timing")
+    ap.add_argument("--format", default="auto", choices=("auto", "frames", "events"),
+                    help="data.format of both (auto: each algorithm's own, events for both)")
     ap.add_argument("--one", nargs=4, metavar=("ALGORITHM", "T", "HIDDEN", "PATTERN"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -144,11 +172,11 @@ def main(argv: list[str] | None = None) -> None:
         from spikebench.algorithms.measure import peak_rss_growth
 
         algorithm, steps, hidden, pattern = a.one[0], int(a.one[1]), int(a.one[2]), a.one[3]
-        x = trials(steps, a.input_rate, 100 if pattern == "early" else None)
+        lists = spike_lists(trials(steps, a.input_rate, 100 if pattern == "early" else None))
         y = torch.arange(BATCH) % CLASSES
-        module = build(algorithm, steps, hidden, a.in_mean)
-        one_step(module, x[:, :10], y)  # warm-up on a short trial: libraries, threads, compiled loops
-        print(json.dumps({"rss": peak_rss_growth(lambda: one_step(module, x, y))}))
+        module = build(algorithm, steps, hidden, a.in_mean, a.format)
+        one_step(module, make_batch(module, spike_lists(trials(10, a.input_rate, None)), 10), y)  # warm-up
+        print(json.dumps({"rss": peak_rss_growth(lambda: one_step(module, make_batch(module, lists, steps), y))}))
         return
 
     series = {

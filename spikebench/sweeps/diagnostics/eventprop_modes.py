@@ -83,7 +83,7 @@ def compare_run(run: str, samples: int, batch: int, checkpoint: str) -> None:
         for setup in (exact, grid):
             module.setup_ = setup
             module.zero_grad(set_to_none=True)
-            module.forward_backward(x.double(), y)
+            module.forward_backward(x.to(torch.float64), y)  # frames or the event batch
             delay = module.net.delays.delay if module.net.delays is not None else None  # model.delays: compared too
             grads.append([p.grad.detach().clone() for p in (module.net.w_in, module.net.w_rec, module.net.w_out, delay)
                           if p is not None and p.grad is not None])
