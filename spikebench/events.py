@@ -90,7 +90,8 @@ class EventBatch:
         t1 = self.steps if t1 is None else t1
         lo, hi = (int(i) for i in torch.searchsorted(self.row, torch.tensor(
             [t0 * self.batch, t1 * self.batch], dtype=self.row.dtype, device=self.row.device)))
-        b, t = (v[lo:hi] for v in self.sample_step())
+        row = self.row[lo:hi].long()
+        b, t = row % self.batch, torch.div(row, self.batch, rounding_mode="floor")
         out = self.count.new_zeros(self.batch, t1 - t0, self.channels)
         out[b, t - t0, self.channel[lo:hi].long()] = self.count[lo:hi]
         return out

@@ -57,7 +57,9 @@ class DelayShift(torch.autograd.Function):
 
     One node, so that the backward pass keeps nothing but the input batch (which lives anyway) and the delays:
     autograd of the formula above would keep the two shifted copies and their difference, (batch, time, channels)
-    each. The input gets no gradient (it is data)."""
+    each. The input gets no gradient (it is data). Channels are processed in groups of equal whole shift, gathered
+    by `index_select` and written back by `index_copy_` (advanced indexing `out[:, k:, cols] += …` made BPTT's step
+    with delays 17× its plain step at T = 1000: 10.3 s against 0.60 s)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, delay: torch.Tensor, dt: float) -> torch.Tensor:  # type: ignore[override]
@@ -65,12 +67,14 @@ class DelayShift(torch.autograd.Function):
         whole = steps.floor()
         frac, n = steps - whole, whole.long()
         out = torch.zeros_like(x)
-        for k, cols, f in groups(n, frac):
-            span = x.shape[1]
+        span = x.shape[1]
+        for k, cols, f in groups(n, frac):  # the channels of one whole shift k: gathered, shifted, added back
+            xs, shifted = x.index_select(2, cols), x.new_zeros(x.shape[0], span, len(cols))
             if k < span:
-                out[:, k:, cols] += (1.0 - f) * x[:, : span - k, cols]
+                shifted[:, k:] += (1.0 - f) * xs[:, : span - k]
             if k + 1 < span:
-                out[:, k + 1:, cols] += f * x[:, : span - k - 1, cols]
+                shifted[:, k + 1:] += f * xs[:, : span - k - 1]
+            out.index_copy_(2, cols, shifted)
         ctx.save_for_backward(x, n, frac)
         ctx.dt = dt
         return out
@@ -81,10 +85,11 @@ class DelayShift(torch.autograd.Function):
         grad = torch.zeros(len(n), dtype=g.dtype, device=g.device)
         span = x.shape[1]
         for k, cols, _ in groups(n, frac):
+            xs, gs = x.index_select(2, cols), g.index_select(2, cols)
             if k + 1 < span:  # the later tap: + x[t − n − 1]
-                grad[cols] += (g[:, k + 1:, cols] * x[:, : span - k - 1, cols]).sum((0, 1))
+                grad[cols] += (gs[:, k + 1:] * xs[:, : span - k - 1]).sum((0, 1))
             if k < span:  # the earlier tap: − x[t − n]
-                grad[cols] -= (g[:, k:, cols] * x[:, : span - k, cols]).sum((0, 1))
+                grad[cols] -= (gs[:, k:] * xs[:, : span - k]).sum((0, 1))
         return None, grad / ctx.dt, None
 
 
