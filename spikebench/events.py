@@ -101,14 +101,22 @@ class EventBatch:
         `embedding_bag`, differentiable in w): the sparse form of the frames' `x @ w`. Measured at hidden 256,
         T = 1000, batch 32, SHD-like input, one core: forward and backward 0.13 s against 0.48 s dense."""
         b, t = self.sample_step()
-        key = b * self.steps + t  # sample-major bags, so that the output needs no transpose
-        order = torch.argsort(key, stable=True)
-        counts = torch.bincount(key, minlength=self.batch * self.steps)
-        offsets = torch.zeros_like(counts)
-        offsets[1:] = counts.cumsum(0)[:-1]
-        out = torch.nn.functional.embedding_bag(self.channel.index_select(0, order), w, offsets, mode="sum",
-                                                per_sample_weights=self.count.index_select(0, order).to(w.dtype))
-        return out.view(self.batch, self.steps, w.shape[1])
+        return bag_product(b, t, self.channel, self.count.to(w.dtype), self.batch, self.steps, w)
+
+
+def bag_product(sample: torch.Tensor, step: torch.Tensor, channel: torch.Tensor, value: torch.Tensor, batch: int,
+                steps: int, w: torch.Tensor) -> torch.Tensor:
+    """Σ over the listed events (sample, step, channel, value) of value · w[channel], per (sample, step):
+    (batch, steps, w.shape[1]); steps outside [0, steps) must have been dropped. One `embedding_bag` (differentiable
+    in w and in value), its bags sample-major so that the output needs no transpose."""
+    key = sample * steps + step
+    order = torch.argsort(key, stable=True)
+    counts = torch.bincount(key, minlength=batch * steps)
+    offsets = torch.zeros_like(counts)
+    offsets[1:] = counts.cumsum(0)[:-1]
+    out = torch.nn.functional.embedding_bag(channel.index_select(0, order), w, offsets, mode="sum",
+                                            per_sample_weights=value.index_select(0, order))
+    return out.view(batch, steps, w.shape[1])
 
 
 def as_frames(x: "torch.Tensor | EventBatch") -> torch.Tensor:

@@ -14,7 +14,7 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "spikebench" / "sweeps" / "diagnostics"
 
 
 def test_every_script_of_the_folder_is_listed_here():
-    assert SCRIPTS == ["bench_additions", "bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "eventprop_modes",
+    assert SCRIPTS == ["bench_additions", "bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "epoch_costs", "eventprop_modes",
                        "gpu_check", "kernel_check", "learning_curves", "study_trials"]
 
 
@@ -34,8 +34,9 @@ def test_bench_additions_prints_each_addition_beside_its_plain_network_with_rati
         ("bptt", "adlif + delays"), ("paralif", "plain"), ("paralif", "delays"), ("eventprop", "plain"),
         ("eventprop", "delays")]
     assert "T = 30: with delays, BPTT / EventProp step memory" in proc.stdout
-    assert all(float(r[5]) == 1.0 for r in rows if r[2].strip() == "plain")
-    assert all(float(r[4]) > 0 for r in rows)
+    assert [r[3].strip() for r in rows] == ["events"] * 4 + ["frames"] * 2 + ["events"] * 2  # data.format=auto
+    assert all(float(r[7]) == 1.0 for r in rows if r[2].strip() == "plain")
+    assert all(float(r[6]) > 0 and float(r[4]) > 0 for r in rows)
 
 
 def test_eventprop_modes_prints_cosines_between_the_discrete_and_exact_gradients():

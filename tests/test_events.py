@@ -121,3 +121,22 @@ def test_data_format_auto_gives_each_algorithm_the_first_form_it_declares(algori
 def test_an_algorithm_that_takes_no_events_refuses_data_format_events_in_one_line():
     with pytest.raises(ConfigError, match="data.format=events is not taken by algorithm=lstm"):
         compose_config(["algorithm=lstm", "data.format=events"])
+
+
+@pytest.mark.parametrize("max_delay", [0.0105, 0.05])
+def test_delayed_events_give_the_delayed_frames_product_and_its_gradients(max_delay):
+    """InputDelays.input_product (two events per bin) = DelayShift's x̃ @ W_in: value, dW_in and d(delay), float64."""
+    from spikebench.algorithms.delays import InputDelays
+
+    times, units, sample = raw_events()
+    events = bin_event_list(times, units, sample, 5, 200, 40, 1e-3).to(torch.float64)
+    torch.manual_seed(3)
+    delays = InputDelays(40, max_delay, 1e-3).double()
+    w = torch.randn(40, 7, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(5, 200, 7, dtype=torch.float64)
+    out = []
+    for product in (lambda: delays.input_product(events, w), lambda: delays(events.frames()) @ w):
+        y = product()
+        out.append((y.detach(), *torch.autograd.grad((y * g).sum(), (w, delays.delay))))
+    for a, b in zip(*out):
+        assert (a - b).abs().max() <= 1e-10 * b.abs().max()

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from spikebench.events import EventBatch, bag_product
+
 
 class InputDelays(nn.Module):
     """Per-channel delays d (seconds), in [0, max_delay]; `learn=False` keeps them at their initial values."""
@@ -50,6 +52,23 @@ class InputDelays(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x̃ (batch, time, channels) for x of the same shape: every channel shifted by its delay."""
         return DelayShift.apply(x, self.delay, self.dt)
+
+    def input_product(self, x: EventBatch, w: torch.Tensor) -> torch.Tensor:
+        """x̃ @ w for an event batch, (batch, time, w.shape[1]), without x̃: each non-zero bin (t, c, v) becomes the
+        two events of the interpolation above, (1 − f_c) v at step t + n_c and f_c v at t + n_c + 1 (those past the
+        last step dropped), summed into the product by `bag_product`; autograd reaches d through the events' values
+        (∂/∂d_c = ∓v/dt), as `DelayShift` computes it (tests: equal to x̃ @ w and its gradients). Memory: two events
+        per bin, nothing of size (batch, time, channels)."""
+        steps = self.delay.to(w.dtype) / self.dt
+        whole = steps.detach().floor()
+        frac = steps - whole  # differentiable in d; the whole part is not
+        b, t = x.sample_step()
+        c = x.channel.long()
+        first = t + whole.long()[c]
+        v, f = x.count.to(w.dtype), frac[c]
+        k1, k2 = first < x.steps, first + 1 < x.steps
+        return bag_product(torch.cat([b[k1], b[k2]]), torch.cat([first[k1], first[k2] + 1]), torch.cat([c[k1], c[k2]]),
+                           torch.cat([((1.0 - f) * v)[k1], (f * v)[k2]]), x.batch, x.steps, w)
 
 
 class DelayShift(torch.autograd.Function):

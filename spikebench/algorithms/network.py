@@ -72,12 +72,9 @@ class SNN(nn.Module):
 
     def drive(self, x: "torch.Tensor | EventBatch") -> torch.Tensor:
         """Feed-forward synaptic input W_in x[t] for all steps at once (x̃, delayed, with model.delays):
-        (batch, time, hidden). An event batch (data.format=events) by its sparse product, unless delayed: the
-        delays interpolate between whole steps of the frames (delays.py)."""
+        (batch, time, hidden). An event batch (data.format=events) by its sparse product, delayed or not (delays.py)."""
         if isinstance(x, EventBatch):
-            if self.delays is None:
-                return x.input_product(self.w_in)
-            x = x.frames().to(self.w_in.dtype)
+            return x.input_product(self.w_in) if self.delays is None else self.delays.input_product(x, self.w_in)
         return (x if self.delays is None else self.delays(x)) @ self.w_in
 
     def readout(self, spikes: torch.Tensor) -> torch.Tensor:

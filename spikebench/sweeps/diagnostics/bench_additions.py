@@ -5,7 +5,8 @@ against the same algorithm without them, in one run.
     python -m spikebench.sweeps.diagnostics.bench_additions --steps 250 --no-time                # memory only
 
 The input is bench_eventprop's SHD-like batch (32 trials, 700 channels, Poisson spikes over the whole trial,
-dt = 1 ms), hidden 256, recurrent; every case starts from the same seed. Figures (algorithms/measure.py, the
+dt = 1 ms), binned as each module receives it (`--format`; auto: the event batch for BPTT and EventProp, frames for
+ParaLIF), hidden 256, recurrent; every case starts from the same seed. Figures (algorithms/measure.py, the
 suite's one measure): step memory, the allocator's peak during one training step beyond what existed before it;
 step time, the median of `torch.utils.benchmark` timings with `--threads` threads. Ratios are to the plain
 network of the same algorithm, measured in this run; the last line of each T compares EventProp with delays to BPTT
@@ -19,7 +20,7 @@ import argparse
 
 import torch
 
-from .bench_eventprop import BATCH, CLASSES, DT, N_IN, one_step, trials
+from .bench_eventprop import BATCH, CLASSES, DT, N_IN, make_batch, one_step, spike_lists, trials
 
 CASES = [  # (algorithm, label, overrides)
     ("bptt", "plain", []),
@@ -33,7 +34,7 @@ CASES = [  # (algorithm, label, overrides)
 ]
 
 
-def build(algorithm: str, steps: int, hidden: int, in_mean: float, extra: list[str]):
+def build(algorithm: str, steps: int, hidden: int, in_mean: float, extra: list[str], fmt: str = "auto"):
     from spikebench.algorithms import build_module
     from spikebench.configs import compose_config
     from spikebench.datamodules import data_shape
@@ -41,20 +42,23 @@ def build(algorithm: str, steps: int, hidden: int, in_mean: float, extra: list[s
     torch.manual_seed(0)
     cfg = compose_config([
         f"algorithm={algorithm}", f"model.hidden={hidden}", f"data.channels={N_IN}", f"data.duration={steps * DT}",
-        f"data.dt={DT}", f"data.n_classes={CLASSES}", "model.recurrent=true", f"model.init.in_mean={in_mean}", *extra,
+        f"data.dt={DT}", f"data.n_classes={CLASSES}", "model.recurrent=true", f"model.init.in_mean={in_mean}",
+        f"data.format={fmt}", *extra,
     ])
     return build_module(cfg, data_shape(cfg))
 
 
 def measure(algorithm: str, extra: list[str], steps: int, a) -> dict:
     from spikebench.algorithms.measure import step_memory, step_time
+    from spikebench.events import batch_nbytes
 
-    x = trials(steps, a.input_rate, None)
     y = torch.arange(BATCH) % CLASSES
-    module = build(algorithm, steps, a.hidden, a.in_mean, extra)
+    module = build(algorithm, steps, a.hidden, a.in_mean, extra, a.format)
+    x = make_batch(module, spike_lists(trials(steps, a.input_rate, None)), steps)  # as the module receives it
     one_step(module, x, y)  # warm-up
     mem = step_memory(lambda: one_step(module, x, y))
-    row = {"mem": mem.peak_bytes, "rate": float(mem.value.hidden_counts.sum()) / (BATCH * a.hidden * steps * DT)}
+    row = {"mem": mem.peak_bytes, "rate": float(mem.value.hidden_counts.sum()) / (BATCH * a.hidden * steps * DT),
+           "batch": batch_nbytes(x), "format": module.cfg.data.format}
     if not a.no_time:
         row["s"] = step_time(lambda: one_step(module, x, y), threads=a.threads, min_run_time=a.min_run_time).median_s
     return row
@@ -69,12 +73,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--min-run-time", type=float, default=2.0, help="seconds of timed steps per cell")
     ap.add_argument("--no-time", action="store_true", help="memory only")
+    ap.add_argument("--format", default="auto", choices=("auto", "frames", "events"),
+                    help="data.format of every case (auto: each algorithm's own: events for BPTT and EventProp)")
     a = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     torch.set_num_threads(a.threads)
     print(f"hidden {a.hidden}, recurrent, batch {BATCH}, {N_IN} inputs at {a.input_rate:g} spikes/s/trial, dt 1 ms; "
           f"{a.threads} thread(s); MB = 1e6 bytes")
-    head = "| T | algorithm | network | hidden rate (Hz) | step MB | × plain |" + ("" if a.no_time else " step s | × plain |")
+    head = ("| T | algorithm | network | batch as | batch MB | hidden rate (Hz) | step MB | × plain |"
+            + ("" if a.no_time else " step s | × plain |"))
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for steps in a.steps:
@@ -83,13 +90,16 @@ def main(argv: list[str] | None = None) -> None:
         for algorithm, label, extra in CASES:
             row = rows[algorithm, label] = measure(algorithm, extra, steps, a)
             ref = base.setdefault(algorithm, row)
-            line = (f"| {steps} | {algorithm} | {label} | {row['rate']:.1f} | {row['mem'] / 1e6:.1f} | "
+            line = (f"| {steps} | {algorithm} | {label} | {row['format']} | {row['batch'] / 1e6:.1f} | {row['rate']:.1f} | "
+                    f"{row['mem'] / 1e6:.1f} | "
                     f"{row['mem'] / ref['mem']:.2f} |")
             if not a.no_time:
                 line += f" {row['s']:.3f} | {row['s'] / ref['s']:.2f} |"
             print(line, flush=True)
         bp, ev = rows["bptt", "delays"], rows["eventprop", "delays"]
-        print(f"T = {steps}: with delays, BPTT / EventProp step memory {bp['mem'] / ev['mem']:.1f}×"
+        whole = (bp["mem"] + bp["batch"]) / (ev["mem"] + ev["batch"])
+        print(f"T = {steps}: with delays, BPTT / EventProp step memory {bp['mem'] / ev['mem']:.1f}× (with the batch "
+              f"{whole:.1f}×)"
               + ("" if a.no_time else f", step time {bp['s'] / ev['s']:.2f}×"), flush=True)
 
 
