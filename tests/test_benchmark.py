@@ -7,6 +7,7 @@ from spikebench.errors import UserError
 import csv
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -432,3 +433,14 @@ def test_a_variants_study_searches_its_algorithms_space_with_the_variants_overri
     study = cells["tune-eventprop_delays"]
     assert study.info["space"].endswith("eventprop.yaml") and "model.delays.enabled=true" in study.overrides
     assert study.info["study"] == "fsdd_additions-eventprop_delays"
+
+
+SHIPPED = Path(B.__file__).parents[2] / "configs" / "benchmark"  # spikebench/configs/benchmark
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+def test_every_shipped_benchmark_config_loads_and_composes_each_of_its_cells(name):
+    """A shipped benchmark whose cells do not compose would fail only hours into a long run."""
+    b = load_benchmark_config(name)
+    p = BC.plan(b, [], list(b.algorithms))
+    assert p.configs and all(c.overrides for c in p.table + p.scaling + p.arch)
