@@ -89,25 +89,33 @@ def scaling(path: Path, rows: list[dict], algorithms: list[str], x_key: str, fix
 
 
 def architecture(path: Path, rows: list[dict], algorithms: list[str]) -> None:
-    """Test accuracy against hidden size: solid recurrent, dashed feed-forward; mean ± std over seeds."""
+    """Test accuracy against hidden size (mean ± 95 % t-interval over seeds) and time per epoch against hidden size:
+    solid recurrent, dashed feed-forward."""
+    from .stats import t_interval
+
     plt = _pyplot()
     colour = _colours(algorithms)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, cost) = plt.subplots(1, 2, figsize=(11, 4))
     for a in algorithms:
         for rec, style in ((True, "o-"), (False, "s--")):
             mine = [r for r in rows if r["algorithm"] == a and r["recurrent"] == rec]
             sizes = sorted({r["hidden"] for r in mine})
             if not sizes:
                 continue
-            acc = [[100 * r["test_acc"] for r in mine if r["hidden"] == h] for h in sizes]
-            mean = [np.mean(v) for v in acc]
-            std = [np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in acc]
-            ax.errorbar(sizes, mean, yerr=std, fmt=style, color=colour[a], capsize=3,
-                        label=f"{a} ({'rec' if rec else 'ff'})")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("hidden neurons")
-    ax.set_ylabel("test accuracy (%)")
-    ax.grid(alpha=0.3)
+            acc = [t_interval([100 * r["test_acc"] for r in mine if r["hidden"] == h]) for h in sizes]
+            half = [0.0 if not np.isfinite(hw) else hw for _, hw, _ in acc]
+            label = f"{a} ({'rec' if rec else 'ff'})"
+            ax.errorbar(sizes, [m for m, _, _ in acc], yerr=half, fmt=style, color=colour[a], capsize=3, label=label)
+            cost.plot(sizes, [np.mean([r["epoch_s"] for r in mine if r["hidden"] == h]) for h in sizes], style,
+                      color=colour[a], label=label)
+    ticks = sorted({r["hidden"] for r in rows})
+    for axis in (ax, cost):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(ticks, [str(h) for h in ticks])
+        axis.set_xlabel("hidden neurons")
+        axis.grid(alpha=0.3)
+    ax.set_ylabel("test accuracy (%, mean ± 95 % interval)")
+    cost.set_ylabel("time per epoch (s)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

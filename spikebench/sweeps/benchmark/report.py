@@ -19,6 +19,7 @@ from ..storage import mask_password
 from . import tuning
 from .cells import Cell, Plan
 from .runner import done_file, is_done
+from .stats import t_interval
 from .work import git_commit
 
 TABLE_COLUMNS = [  # (csv key, header, scale, format)
@@ -117,19 +118,45 @@ def markdown_table(summ: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def interval_cell(values: list[float], spec: str = ".1f") -> str:
+    """100 × mean ± half-width of the 95 % t-interval (stats.t_interval); the mean alone for one value, – for none."""
+    m, half, n = t_interval(values)
+    if not n:
+        return "–"
+    return format(100 * m, spec) + (f" ± {100 * half:.1f}" if n > 1 else "")
+
+
 def architecture_table(rows: list[dict[str, Any]], algorithms: list[str], b: DictConfig) -> str:
-    kinds = [("ff", False), ("rec", True)]
-    kinds = [k for k in kinds if k[1] in list(b.architecture.recurrent)]
-    header = [f"{h} {name}" for h in b.architecture.hidden for name, _ in kinds]
-    lines = ["| Algorithm | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
-    for a in algorithms:
-        vals = []
-        for h in b.architecture.hidden:
-            for _, rec in kinds:
-                accs = [r["test_acc"] for r in rows if r["algorithm"] == a and r["hidden"] == h and r["recurrent"] == rec]
-                m, s = mean_std(accs)
-                vals.append(fmt_cell(m, s, 100.0, ".1f", len(accs) > 1))
-        lines.append(f"| {a} | " + " | ".join(vals) + " |")
+    """Over (hidden, ff/rec): test accuracy (mean ± 95 % t-interval over seeds); time per epoch (s, mean); and, where
+    both forms ran, recurrent − feed-forward in points, paired by seed, with its interval."""
+    kinds = [(name, rec) for name, rec in (("ff", False), ("rec", True)) if rec in list(b.architecture.recurrent)]
+    sizes = list(b.architecture.hidden)
+
+    def mine(a: str, h: int, rec: bool) -> dict[int, dict[str, Any]]:
+        return {r["seed"]: r for r in rows if r["algorithm"] == a and r["hidden"] == h and r["recurrent"] == rec}
+
+    def table(header: list[str], cells) -> list[str]:
+        out = ["| Algorithm | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
+        return out + [f"| {a} | " + " | ".join(cells(a)) + " |" for a in algorithms]
+
+    by_kind = [f"{h} {name}" for h in sizes for name, _ in kinds]
+    lines = table(by_kind, lambda a: [interval_cell([r["test_acc"] for r in mine(a, h, rec).values()])
+                                      for h in sizes for _, rec in kinds])
+    lines += ["", "Time per epoch (s, mean over seeds):", ""]
+    lines += table(by_kind, lambda a: [fmt_cell(mean_std([r["epoch_s"] for r in mine(a, h, rec).values()])[0],
+                                                math.nan, 1.0, ".3g", False) for h in sizes for _, rec in kinds])
+    if len(kinds) == 2:
+
+        def gains(a: str) -> list[str]:
+            out = []
+            for h in sizes:
+                ff, rec = mine(a, h, False), mine(a, h, True)
+                out.append(interval_cell([rec[s]["test_acc"] - ff[s]["test_acc"] for s in sorted(set(ff) & set(rec))],
+                                         "+.1f"))
+            return out
+
+        lines += ["", "Recurrent − feed-forward, test accuracy (points; paired by seed, mean ± 95 % t-interval):", ""]
+        lines += table([str(h) for h in sizes], gains)
     return "\n".join(lines)
 
 
@@ -205,7 +232,8 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
     arows = [r for r in collect(out, plan.table + plan.arch) if r["seed"] in list(b.architecture.seeds)]
     if plan.arch:
         write_csv(out / "architecture.csv", arows, ID_COLUMNS + ["test_acc", "best_val_acc", "epochs", "epoch_s"])
-        (out / "architecture.md").write_text(f"# Architecture study `{b.name}`: test accuracy (%)\n\n"
+        (out / "architecture.md").write_text(f"# Architecture study `{b.name}`: test accuracy (%, mean ± 95 % "
+                                             "t-interval over seeds)\n\n"
                                              + architecture_table(arows, algorithms, b) + "\n")
     if plots and b.plots:
         from . import plots as P
