@@ -45,9 +45,10 @@ from .kernels import cpu_events
 
 
 class InputSpikes:
-    """The frames x (batch, time, inputs) as a list of input spikes, read `block` steps at a time.
+    """The input x (batch, time, inputs) as a list of input spikes, read `block` steps at a time.
 
-    The list is made once per batch (one pass over x; kept for the backward pass: O(input spikes) int32 indices):
+    The list is the event batch's own (data.format=events: `from_batch` takes its lists as they are) or made once per
+    batch from frames (one pass over x); kept for the backward pass: O(input spikes) int32 indices:
     row r = t·batch + b, channel, count, ordered by row. Block [t0, t1) holds rows t0·batch … t1·batch − 1. Both
     products below are CSR products by `embedding_bag` (mode sum, per-sample weights = spike counts): rows of W_in
     summed per (step, sample) for the drive, rows of λ_I summed per channel for the gradient. Memory beyond the
