@@ -93,6 +93,7 @@ def module_and_batches(algorithm: str, *overrides: str, steps: int = 60, n_in: i
     ("eventprop", ()), ("eventprop", ("algorithm.time_mode=exact",)),
     ("eventprop", ("model.delays.enabled=true", "model.delays.init=uniform")),
     ("eprop", ()), ("eprop", ("algorithm.chunk=7",)),
+    ("paralif", ()), ("paralif", ("algorithm.layers=2",)), ("paralif", ("model.delays.enabled=true",)),
 ])
 def test_a_training_step_on_the_event_batch_equals_the_step_on_the_frames(algorithm, overrides):
     """float64: loss, logits, spike counts and every gradient within 1e-10 (relative to the largest entry)."""

@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import nn
 
+from spikebench.events import EventBatch, as_frames
+
 from .base import SpikingModule, StepOutput, input_delays, lif_params_from_config
 from .delays import InputDelays
 from .network import InitParams
@@ -201,10 +203,12 @@ class ParaLIFLayer(nn.Module):
         s, v, _ = self.run(x, noise)
         return s, v
 
-    def run(self, x: torch.Tensor, noise: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """(spikes, V, the recurrent spikes h of Eq. 22 or None), all neuron-major."""
+    def run(self, x: torch.Tensor | None, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+            a: torch.Tensor | None = None):
+        """(spikes, V, the recurrent spikes h of Eq. 22 or None), all neuron-major; `a`: the synaptic input x W
+        when it was computed already (the first layer on an event batch), x is then not read."""
         theta = self.threshold[:, None, None]
-        a = project(self.w_in, x)
+        a = project(self.w_in, x) if a is None else a
         v = self.integrate(a)  # Eq. 15
         h = None
         if self.w_rec is not None:
@@ -267,9 +271,16 @@ class ParaLIFNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Spikes of the last hidden layer (batch, time, hidden) and readout voltages (batch, time, classes)
-        for x (batch, time, inputs); both are views of neuron-major tensors."""
-        s = neuron_major(self.delayed(x))
-        for layer in self.layers:
+        for x (batch, time, inputs); both are views of neuron-major tensors. An event batch (data.format=events)
+        reaches the first layer by the sparse input product (delayed or not), as for the other algorithms."""
+        layers = list(self.layers)
+        if isinstance(x, EventBatch):
+            w = layers[0].w_in
+            drive = x.input_product(w) if self.delays is None else self.delays.input_product(x, w)
+            s, _, _ = layers.pop(0).run(None, a=neuron_major(drive))
+        else:
+            s = neuron_major(self.delayed(x))
+        for layer in layers:
             s, _ = layer(s)
         return s.permute(1, 2, 0), self.readout(s).permute(1, 2, 0)
 
@@ -287,6 +298,7 @@ class ParaLIFNet(nn.Module):
         """Per layer its input → W_in and, if recurrent, h → W_rec (Eq. 23); the last layer's spikes → W_out.
         Activations: each layer's spikes (h, a first guess that Eq. 23 corrects, is an input, not an output)."""
         batch_major = lambda t: t.permute(1, 2, 0)  # noqa: E731  (n, batch, time) → (batch, time, n)
+        x = as_frames(x)
         out, s = Trace(), neuron_major(self.delayed(x))
         for k, layer in enumerate(self.layers):
             spikes, _, h = layer.run(s)  # an input spike is one event however it is delayed: counted on x
