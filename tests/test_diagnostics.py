@@ -34,7 +34,7 @@ def test_bench_additions_prints_each_addition_beside_its_plain_network_with_rati
         ("bptt", "adlif + delays"), ("paralif", "plain"), ("paralif", "delays"), ("eventprop", "plain"),
         ("eventprop", "delays")]
     assert "T = 30: with delays, BPTT / EventProp step memory" in proc.stdout
-    assert [r[3].strip() for r in rows] == ["events"] * 4 + ["frames"] * 2 + ["events"] * 2  # data.format=auto
+    assert [r[3].strip() for r in rows] == ["events"] * 8  # data.format=auto: each algorithm's own
     assert all(float(r[7]) == 1.0 for r in rows if r[2].strip() == "plain")
     assert all(float(r[6]) > 0 and float(r[4]) > 0 for r in rows)
 

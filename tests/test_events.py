@@ -113,7 +113,7 @@ def test_a_training_step_on_the_event_batch_equals_the_step_on_the_frames(algori
 
 
 @pytest.mark.parametrize("algorithm,expect", [("bptt", "events"), ("eventprop", "events"), ("eprop", "events"),
-                                              ("paralif", "frames"), ("lstm", "frames"), ("stdp", "frames")])
+                                              ("paralif", "events"), ("lstm", "frames"), ("stdp", "frames")])
 def test_data_format_auto_gives_each_algorithm_the_first_form_it_declares(algorithm, expect):
     assert compose_config([f"algorithm={algorithm}"]).data.format == expect
     assert compose_config([f"algorithm={algorithm}", "data.format=frames"]).data.format == "frames"

@@ -183,7 +183,7 @@ DECLARED = (  # the tables' order
     AlgorithmSpec(
         "paralif", "spikebench.algorithms.paralif:ParaLIF", Paralif,
         "a reset-free LIF computed for all steps at once, spikes from the normalised membrane (Yarga & Wood 2025)",
-        delays=("fixed", "learned"), inputs=("frames", "events"),
+        delays=("fixed", "learned"), inputs=EVENTS_FIRST,
         export="ParaLIF's neuron (no reset; spikes drawn from a normalised membrane, stochastic in some modes, "
                "recurrence through the feed-forward potential) has no NIR node"),
     AlgorithmSpec(

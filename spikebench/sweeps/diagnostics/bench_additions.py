@@ -5,8 +5,8 @@ against the same algorithm without them, in one run.
     python -m spikebench.sweeps.diagnostics.bench_additions --steps 250 --no-time                # memory only
 
 The input is bench_eventprop's SHD-like batch (32 trials, 700 channels, Poisson spikes over the whole trial,
-dt = 1 ms), binned as each module receives it (`--format`; auto: the event batch for BPTT and EventProp, frames for
-ParaLIF), hidden 256, recurrent; every case starts from the same seed. Figures (algorithms/measure.py, the
+dt = 1 ms), binned as each module receives it (`--format`; auto: each algorithm's own form, the event batch for all three),
+hidden 256, recurrent; every case starts from the same seed. Figures (algorithms/measure.py, the
 suite's one measure): step memory, the allocator's peak during one training step beyond what existed before it;
 step time, the median of `torch.utils.benchmark` timings with `--threads` threads. Ratios are to the plain
 network of the same algorithm, measured in this run; the last line of each T compares EventProp with delays to BPTT
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-run-time", type=float, default=2.0, help="seconds of timed steps per cell")
     ap.add_argument("--no-time", action="store_true", help="memory only")
     ap.add_argument("--format", default="auto", choices=("auto", "frames", "events"),
-                    help="data.format of every case (auto: each algorithm's own: events for BPTT and EventProp)")
+                    help="data.format of every case (auto: each algorithm's own)")
     a = ap.parse_args(argv)
     torch.set_flush_denormal(True)
     torch.set_num_threads(a.threads)
