@@ -257,7 +257,8 @@ def test_training_memory_does_not_grow_with_trial_length():
     sizes, saved = {}, {}
     for steps in (50, 400):
         module = make_eprop("algorithm.chunk=25", steps=steps).float()
-        x, y = random_batch(module, steps=steps)
+        x, y = random_batch(module, steps=25)
+        x = x.repeat(1, steps // 25, 1)  # every block the same events: the block buffers' size does not vary
         for prm in module.parameters():
             prm.grad = None
         out = module.measured_step(x.float(), y, memory=True)
@@ -299,33 +300,60 @@ def test_bad_config_values_raise_value_error_naming_the_key(override, key):
 @pytest.mark.parametrize("adaptive", [False, True])
 def test_input_traces_from_the_input_events_equal_the_dense_block_sums_within_1e_10(adaptive):
     """InputEligibility (β G[0] P + one row of G per input event) against Eligibility's dense block products, on
-    random blocks of sparse input, several blocks in a row, float64: accumulators, regulariser sums and traces."""
-    from spikebench.algorithms.eprop import Eligibility, InputEligibility, PostBlock
+    random blocks of sparse input, float64: after two absorbed blocks the accumulators, regulariser sums and traces;
+    after a third, finished block the gradients (the last block contracted with the learning signals)."""
+    from spikebench.algorithms.eprop_traces import Eligibility, InputEligibility, PostBlock
 
     g = torch.Generator().manual_seed(7)
     batch, hidden, n_in, k_steps, beta, gain = 3, 5, 40, 12, 0.8, 0.3
     beta_a, rho = (0.2, 0.95) if adaptive else (0.0, 0.0)
     dense = Eligibility(batch, hidden, n_in, adaptive, True, torch.zeros(1, dtype=torch.float64), gain)
     events = InputEligibility(batch, hidden, n_in, adaptive, True, torch.zeros(1, dtype=torch.float64), gain, beta)
-    pre_in = torch.zeros(batch, n_in, dtype=torch.float64)
-    for _ in range(3):
+    pre_in, carry = torch.zeros(batch, n_in, dtype=torch.float64), None
+    signal, rate = torch.randn(batch, hidden, dtype=torch.float64), torch.randn(hidden, dtype=torch.float64)
+    for block in range(3):
         x = (torch.rand(batch, k_steps, n_in, generator=g) < 0.05).double() * torch.randint(
             1, 3, (batch, k_steps, n_in), generator=g).double()
-        carry, pre = pre_in, torch.empty(batch, k_steps, n_in, dtype=torch.float64)
+        pre = torch.empty(batch, k_steps, n_in, dtype=torch.float64)
         for k in range(k_steps):
             pre_in = x[:, k] + beta * pre_in
             pre[:, k] = pre_in
         r = lambda: torch.rand(batch, k_steps, hidden, generator=g, dtype=torch.float64)  # noqa: E731
         blk = PostBlock(r(), r(), r(), torch.rand(k_steps, generator=g, dtype=torch.float64), beta_a, rho, True)
-        dense.absorb(pre, blk)
         b, s, c = x.nonzero(as_tuple=True)
-        events.absorb(carry, (b * k_steps + s, b, c, x[b, s, c]), blk)
-    pairs = [(dense.acc, events.acc), (dense.eps, events.eps), (dense.reg.T, events.reg.T)]
-    if adaptive:
-        pairs.append((dense.eps_a, events.eps_a))
-    for a, e in pairs:
-        e = e.transpose(-1, -2) if e.dim() == 3 else e.T
-        assert float((a - e).norm() / a.norm()) <= 1e-10
-    signal, rate = torch.randn(batch, hidden, dtype=torch.float64), torch.randn(hidden, dtype=torch.float64)
-    ga, ge = dense.grad(signal, rate), events.grad(signal, rate)
-    assert float((ga - ge).norm() / ga.norm()) <= 1e-10
+        ev_pre = events.with_bags(carry, (b * k_steps + s, b, c, x[b, s, c]))
+        if block == 2:
+            ga, ge = dense.finish(pre, blk, signal, rate), events.finish(ev_pre, blk, signal, rate)
+            assert float((ga - ge).norm() / ga.norm()) <= 1e-10
+            break
+        dense.absorb(pre, blk)
+        events.absorb(ev_pre, blk)
+        carry = pre_in.clone()
+        pairs = [(dense.acc, events.acc), (dense.eps, events.eps), (dense.reg.T, events.reg.T)]
+        if adaptive:
+            pairs.append((dense.eps_a, events.eps_a))
+        for a, e in pairs:  # events' layout: (pre, batch, post) and (pre, post)
+            e = e.permute(1, 2, 0) if e.dim() == 3 else e.T
+            assert float((a - e).norm() / a.norm()) <= 1e-10
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_compiled_block_loop_equals_the_torch_loop(adaptive):
+    """kernels/cpu_eprop (forward and scans) against the torch loops it replaces (model.backend=reference), on a
+    recurrent network with the regulariser, float64, several blocks: gradients, loss and counts."""
+    from spikebench.algorithms.kernels import cpu_eprop
+
+    if cpu_eprop.load() is None:
+        pytest.skip("the C++ loop did not compile here")
+    overrides = ["model.recurrent=true", "algorithm.chunk=9", "loss.reg_strength=0.05", "loss.reg_target=2.0",
+                 "model.v_reset=-0.1", *(["algorithm.alif_beta=0.3"] if adaptive else [])]
+    out = {}
+    for backend in ("cpu", "reference"):
+        torch.manual_seed(3)
+        module = make_eprop(*overrides, f"model.backend={backend}")
+        x, y = random_batch(module)
+        loss, grads = eprop_grads(module, x, y)
+        out[backend] = (loss, grads)
+    assert float(out["cpu"][0]) == float(out["reference"][0])
+    for a, b in zip(out["cpu"][1], out["reference"][1]):
+        assert_rel_close(a, b, rel=1e-12)

@@ -92,6 +92,15 @@ over the block, (batch, K, post)),
 one outer product (batch, post) × (batch, inputs) per block and one row of G per input event: the work grows with
 the input spikes and not with K × inputs, and the (batch, K, inputs) block of ε^I is never made. The same
 algebra, summed in another order (float64: equal to 1e-10, tested). The recurrent synapses keep the dense form.
+
+The last block (`eprop_traces.py`). Once its forward has run, every spike of the trial is known, and so are δ, L
+and r: its sums are contracted with them directly (Σ_b L_bj Σ_k M_bj[k] ε^I_bi[k] is one batch-summed event sum),
+and neither its trace update nor a per-sample accumulator is needed. A trial of at most `chunk` steps is one block
+and makes no (batch, post, pre) tensor at all; a longer one keeps A and X per sample between blocks, which costs time
+(several passes over batch × synapses per block) and memory (2–3 such tensors) against the block's buffers
+(~8 (batch, K, hidden) maps): `algorithm.chunk` trades the two, never the gradient (results/costs/README.md).
+On CPU the block's steps and its scans run as compiled loops (kernels/cpu_eprop.py; model.backend=reference: the
+torch loops `EProp._forward_block` and `PostBlock`'s scans, which they are tested against).
 """
 
 from __future__ import annotations
@@ -105,6 +114,8 @@ from spikebench.errors import ConfigError
 from spikebench.events import EventBatch, as_frames
 
 from .base import SpikingModule, StepOutput
+from .eprop_traces import Eligibility, InputEligibility, PostBlock
+from .kernels import cpu_eprop
 from .losses import readout_time_kernel
 from .neuron import LIFParams, lif_step, reset
 from .surrogates import triangle
@@ -135,177 +146,41 @@ def hidden_step(i, v, s, adapt, drive, p: LIFParams, beta_a: float, rho: float):
     return i, u_eff, reset(u, s, p), s, adapt
 
 
-# ----------------------------------------------------------------------------------------------
-# Block coefficients (per neuron) and the eligibility of one weight matrix (per synapse)
-# ----------------------------------------------------------------------------------------------
+def block_events(x: "torch.Tensor | EventBatch", t0: int, k_steps: int) -> tuple:
+    """The input events of steps [t0, t0 + K): (sample · K + step, sample, channel, value), int64 indices; read from
+    the event batch's time-major rows, or found in the frames."""
+    if isinstance(x, EventBatch):
+        bounds = torch.tensor([t0 * x.batch, (t0 + k_steps) * x.batch], dtype=x.row.dtype, device=x.device)
+        lo, hi = (int(i) for i in torch.searchsorted(x.row, bounds))
+        row = x.row[lo:hi].long()
+        b, s = row % x.batch, torch.div(row, x.batch, rounding_mode="floor") - t0
+        return b * k_steps + s, b, x.channel[lo:hi].long(), x.count[lo:hi]
+    n_in = x.shape[2]
+    flat = x[:, t0 : t0 + k_steps].reshape(-1)  # flat index (b·K + s)·inputs + c
+    idx = flat.nonzero().squeeze(1)
+    bs = torch.div(idx, n_in, rounding_mode="floor")
+    return bs, torch.div(bs, k_steps, rounding_mode="floor"), idx % n_in, flat.index_select(0, idx)
 
 
-class PostBlock:
-    """Postsynaptic coefficients of one block of K steps (see the module docstring), all (batch, K, post)
-    or (batch, post), from ψ[t], ψ[t-1] and a[t] = α (1 − s[t-1]) of the block's steps and the weights c.
-
-    Backward scan over the block, with T[t] = [[a[t], 0], [ψ[t-1], q[t]]], q[t] = ρ − β_a ψ[t-1]:
-        M[t] = c_t ψ[t] (1, −β_a) + M[t+1] T[t+1]    → m0 = M_0 (weights of ε^I in A), m_in = M[t0] T[t0]
-        Mr: the same with c_t = 1                     → for D (only with the regulariser)
-        R[t] = R[t+1] T[t+1], R[t1] = 1               → r00, r10 = R_·0 (weights of ε^I in the end state),
-                                                        phi = R[t0] T[t0] (weights of the incoming state)
-    """
-
-    def __init__(self, psi, psi_prev, decay, c, beta_a: float, rho: float, with_reg: bool) -> None:
-        adaptive = beta_a != 0.0
-        q = rho - beta_a * psi_prev
-        weights = [c.view(1, -1, 1)] + ([torch.ones_like(c).view(1, -1, 1)] if with_reg else [])
-        self.m0, self.m_in = [], []
-        for w in weights:  # M for A, then for D
-            u = w * psi
-            m0 = torch.empty_like(psi)
-            m1 = torch.empty_like(psi) if adaptive else None  # M_1 = 0 without adaptation
-            for k in range(psi.shape[1] - 1, -1, -1):
-                if k == psi.shape[1] - 1:
-                    m0[:, k] = u[:, k]
-                    if adaptive:
-                        m1[:, k] = -beta_a * u[:, k]
-                elif adaptive:  # M[k] = u_k (1, −β_a) + M[k+1] T[k+1]
-                    a, sp, qq = decay[:, k + 1], psi_prev[:, k + 1], q[:, k + 1]
-                    m0[:, k] = u[:, k] + a * m0[:, k + 1] + sp * m1[:, k + 1]
-                    m1[:, k] = qq * m1[:, k + 1] - beta_a * u[:, k]
-                else:
-                    torch.addcmul(u[:, k], decay[:, k + 1], m0[:, k + 1], out=m0[:, k])
-            self.m0.append(m0)
-            if adaptive:
-                self.m_in.append((decay[:, 0] * m0[:, 0] + psi_prev[:, 0] * m1[:, 0], q[:, 0] * m1[:, 0]))
-            else:
-                self.m_in.append((decay[:, 0] * m0[:, 0], None))
-        self.r00 = torch.empty_like(psi)
-        self.r10 = torch.empty_like(psi) if adaptive else None
-        r00, r10, r11 = torch.ones_like(psi[:, 0]), torch.zeros_like(psi[:, 0]), torch.ones_like(psi[:, 0])
-        for k in range(psi.shape[1] - 1, -1, -1):
-            if k < psi.shape[1] - 1:  # R[k] = R[k+1] T[k+1]
-                a, sp, qq = decay[:, k + 1], psi_prev[:, k + 1], q[:, k + 1]
-                r00, r10, r11 = a * r00, a * r10 + sp * r11, qq * r11
-            self.r00[:, k] = r00
-            if adaptive:
-                self.r10[:, k] = r10
-        a, sp, qq = decay[:, 0], psi_prev[:, 0], q[:, 0]
-        self.phi = (a * r00, a * r10 + sp * r11, qq * r11)  # (Φ00, Φ10, Φ11); Φ01 = 0
-
-    def nbytes(self) -> int:
-        tensors = [*self.m0, self.r00, self.r10]
-        return sum(t.nbytes for t in tensors if t is not None)
+def block_drive(events, batch: int, k_steps: int, w_in: torch.Tensor) -> torch.Tensor:
+    """x @ W_in for a block of the event batch, (batch, K, hidden): one `embedding_bag` over its events, whose
+    time-major order (step, sample) is already the order of the bags (no sort, unlike `events.bag_product`)."""
+    bs, b, ch, v = events
+    counts = torch.bincount((bs - b * k_steps) * batch + b, minlength=k_steps * batch)
+    offsets = torch.zeros_like(counts)
+    offsets[1:] = counts.cumsum(0)[:-1]
+    out = F.embedding_bag(ch, w_in, offsets, mode="sum", per_sample_weights=v.to(w_in.dtype))
+    return out.view(k_steps, batch, -1).transpose(0, 1).contiguous()
 
 
-class Eligibility:
-    """Traces X = (ε, ε^a) (batch, post, pre) and their accumulators for one weight matrix W (pre, post).
-
-    `absorb` takes one block: the presynaptic synapse-filtered trace ε^I (batch, K, pre) and the block's
-    PostBlock, and advances
-        A  = Σ_t c_t e_ji[t]              (batch, post, pre)   weighted by the readout kernel
-        D  = Σ_batch Σ_t e_ji[t]          (post, pre)          for the firing-rate regulariser
-        X  = the traces at the block's end
-    """
-
-    def __init__(
-        self, batch: int, post: int, pre: int, adaptive: bool, with_reg: bool, like: torch.Tensor, gain: float
-    ) -> None:
-        self.eps = like.new_zeros(batch, post, pre)
-        self.eps_a = like.new_zeros(batch, post, pre) if adaptive else None
-        self.acc = like.new_zeros(batch, post, pre)
-        self.reg = like.new_zeros(post, pre) if with_reg else None
-        self.gain = gain  # g (LIFParams.gain)
-
-    def absorb(self, pre: torch.Tensor, blk: PostBlock) -> None:
-        (w0, w1), m0 = blk.m_in[0], blk.m0[0]
-        self.acc.addcmul_(w0.unsqueeze(-1), self.eps)
-        if self.eps_a is not None:
-            self.acc.addcmul_(w1.unsqueeze(-1), self.eps_a)
-        self.acc.baddbmm_(m0.transpose(1, 2), pre, alpha=self.gain)
-        if self.reg is not None:
-            (w0, w1), m0 = blk.m_in[1], blk.m0[1]
-            self.reg.add_(torch.einsum("bj,bji->ji", w0, self.eps))
-            if self.eps_a is not None:
-                self.reg.add_(torch.einsum("bj,bji->ji", w1, self.eps_a))
-            self.reg.addmm_(m0.flatten(0, 1).T, pre.flatten(0, 1), alpha=self.gain)
-        phi00, phi10, phi11 = (f.unsqueeze(-1) for f in blk.phi)
-        if self.eps_a is not None:  # uses the old ε, so before ε is advanced
-            self.eps_a.mul_(phi11).addcmul_(phi10, self.eps)
-            self.eps_a.baddbmm_(blk.r10.transpose(1, 2), pre, alpha=self.gain)
-        self.eps.mul_(phi00)
-        self.eps.baddbmm_(blk.r00.transpose(1, 2), pre, alpha=self.gain)
-
-    def grad(self, signal: torch.Tensor, rate_signal: torch.Tensor | None) -> torch.Tensor:
-        """dE/dW (pre, post) = Σ_batch L_j A_ji + r_j D_ji, for learning signal L (batch, post) and r (post,)."""
-        g = torch.einsum("bj,bji->ij", signal, self.acc)
-        if self.reg is not None and rate_signal is not None:
-            g = g + (rate_signal.unsqueeze(-1) * self.reg).T
-        return g
-
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in (self.eps, self.eps_a, self.acc, self.reg) if t is not None)
-
-
-class InputEligibility(Eligibility):
-    """`Eligibility` of W_in from the input events (module docstring), its tensors laid out (batch, pre, post) so
-    that an event adds one contiguous row; `absorb` takes the trace P at the block's start (batch, inputs) and the
-    block's events (sample · K + step, sample, channel, value)."""
-
-    def __init__(self, batch, post, pre, adaptive, with_reg, like, gain, beta: float) -> None:
-        super().__init__(batch, pre, post, adaptive, with_reg, like, gain)  # (batch, pre, post); reg (pre, post)
-        self.beta = beta
-
-    @staticmethod
-    def bags(events, batch: int, pre: int) -> tuple:
-        """The block's events as two CSR lists for `embedding_bag`: per (sample, input) and per input (summed over
-        the batch): (rows of G, offsets, values) each."""
-        bs, b, c, v = events
-        out = []
-        for key, n in ((b * pre + c, batch * pre), (c, pre)):
-            order = torch.argsort(key, stable=True)
-            offsets = torch.zeros(n, dtype=torch.long, device=key.device)
-            offsets[1:] = torch.bincount(key, minlength=n).cumsum(0)[:-1]
-            out.append((bs.index_select(0, order), offsets, v.index_select(0, order)))
-        return tuple(out)
-
-    def _add_block_sum(self, target: torch.Tensor, q: torch.Tensor, carry: torch.Tensor, bags,
-                       summed: bool = False) -> None:
-        """target += g Σ_k q[k] ⊗ ε^I[k] (per sample, or `summed` over the batch) via G (module docstring); the
-        events' rows of G summed per bag by `embedding_bag` (one fused gather-scale-sum, as EventProp's input)."""
-        g = q.clone()
-        for k in range(q.shape[1] - 2, -1, -1):
-            g[:, k].add_(g[:, k + 1], alpha=self.beta)
-        rows, offsets, v = bags[1] if summed else bags[0]
-        sums = F.embedding_bag(rows, g.view(-1, g.shape[2]), offsets, mode="sum", per_sample_weights=v.to(g.dtype))
-        if summed:
-            target.addmm_(carry.T, g[:, 0], alpha=self.gain * self.beta)
-            target.add_(sums, alpha=self.gain)
-        else:
-            target.addcmul_(carry.unsqueeze(2), g[:, 0].unsqueeze(1), value=self.gain * self.beta)
-            target.view(-1, target.shape[2]).add_(sums, alpha=self.gain)
-
-    def absorb(self, carry: torch.Tensor, events, blk: PostBlock) -> None:  # type: ignore[override]
-        events = self.bags(events, carry.shape[0], carry.shape[1])
-        (w0, w1), m0 = blk.m_in[0], blk.m0[0]
-        self.acc.addcmul_(w0.unsqueeze(1), self.eps)
-        if self.eps_a is not None:
-            self.acc.addcmul_(w1.unsqueeze(1), self.eps_a)
-        self._add_block_sum(self.acc, m0, carry, events)
-        if self.reg is not None:
-            (w0, w1), m0 = blk.m_in[1], blk.m0[1]
-            self.reg.add_(torch.einsum("bj,bij->ij", w0, self.eps))
-            if self.eps_a is not None:
-                self.reg.add_(torch.einsum("bj,bij->ij", w1, self.eps_a))
-            self._add_block_sum(self.reg, m0, carry, events, summed=True)
-        phi00, phi10, phi11 = (f.unsqueeze(1) for f in blk.phi)
-        if self.eps_a is not None:  # uses the old ε, so before ε is advanced
-            self.eps_a.mul_(phi11).addcmul_(phi10, self.eps)
-            self._add_block_sum(self.eps_a, blk.r10, carry, events)
-        self.eps.mul_(phi00)
-        self._add_block_sum(self.eps, blk.r00, carry, events)
-
-    def grad(self, signal: torch.Tensor, rate_signal: torch.Tensor | None) -> torch.Tensor:
-        g = torch.einsum("bj,bij->ij", signal, self.acc)
-        if self.reg is not None and rate_signal is not None:
-            g = g + rate_signal.unsqueeze(0) * self.reg
-        return g
+def input_trace(carry, events, batch: int, n_in: int, k_steps: int, beta: float, like) -> torch.Tensor:
+    """ε^I of the inputs after a block, ε^I[t] = β ε^I[t-1] + x[t]: β^K times the trace at its start plus each
+    event's value times β^(K−1−step), summed per (sample, channel)."""
+    bs, b, ch, v = events
+    out = like.new_zeros(batch, n_in) if carry is None else carry * beta**k_steps
+    powers = beta ** torch.arange(k_steps - 1, -1, -1, dtype=like.dtype, device=like.device)
+    out.view(-1).index_add_(0, b * n_in + ch, v.to(like.dtype) * powers[bs - b * k_steps])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,20 +239,20 @@ class EProp(SpikingModule):
 
     @torch.no_grad()
     def forward_backward(self, x: "torch.Tensor | EventBatch", y: torch.Tensor) -> StepOutput:
-        """x: frames, or the event batch (data.format=events), densified one block of steps at a time."""
+        """x: frames, or the event batch (data.format=events), read one block of steps at a time."""
         net, p = self.net, self.net.hidden
         if net.delays is not None:  # fixed input delays (model.delays.learn=false): e-prop's input is x̃
             x = net.delays(as_frames(x))
         batch, steps, n_in = x.shape
         n_hidden, with_reg, adaptive = net.n_hidden, bool(self.objective.reg_strength), bool(self.beta_a)
         c = readout_time_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
-        c_steps = c.tolist()
-
-        # state carried from block to block
         like = torch.empty(0, dtype=x.dtype, device=x.device)
-        i, v, s, adapt, psi_last = (like.new_zeros(batch, n_hidden) for _ in range(5))
-        pre_in, pre_rec = like.new_zeros(batch, n_in), like.new_zeros(batch, n_hidden)
-        weighted_counts, counts = like.new_zeros(batch, n_hidden), like.new_zeros(batch, n_hidden)
+        ops = cpu_eprop.load() if p.backend in ("auto", "cpu") and cpu_eprop.usable(like) else None
+        w_rec = net.w_rec.detach().contiguous() if net.recurrent else None
+
+        # state carried from block to block: i, v, s, adapt, ψ[t-1], ε^I_rec, Σ c_t s[t], Σ s[t]
+        state = [like.new_zeros(batch, n_hidden) for _ in range(8)]
+        carry = None  # ε^I of the inputs at the block's start (None: zero, the first block)
         elig = [InputEligibility(batch, n_hidden, n_in, adaptive, with_reg, like, p.gain, p.beta)]
         if net.recurrent:
             elig.append(Eligibility(batch, n_hidden, n_hidden, adaptive, with_reg, like, p.gain))
@@ -385,56 +260,66 @@ class EProp(SpikingModule):
 
         for t0 in range(0, steps, self.chunk):
             k_steps = min(self.chunk, steps - t0)
-            xb = x.frames(t0, t0 + k_steps) if isinstance(x, EventBatch) else x[:, t0 : t0 + k_steps]
-            drive = xb @ net.w_in
-            psi, psi_prev, decay = torch.empty_like(drive), torch.empty_like(drive), torch.empty_like(drive)
-            flat = xb.reshape(-1)  # the block's input events: flat index (b·K + s)·inputs + c
-            idx = flat.nonzero().squeeze(1)
-            events = (torch.div(idx, n_in, rounding_mode="floor"), torch.div(idx, k_steps * n_in, rounding_mode="floor"),
-                      idx % n_in, flat.index_select(0, idx))
-            del flat, idx
-            carry = pre_in  # ε^I at the block's start (pre_in is replaced, not modified, below)
-            pre_blk = [torch.empty_like(drive)] if net.recurrent else []
-            for k in range(k_steps):
-                # ε^I[t] = β ε^I[t-1] + x[t] (inputs) and + s[t-1] (recurrent); a[t] = α (1 − s[t-1])
-                pre_in = torch.add(xb[:, k], pre_in, alpha=p.beta)
-                decay[:, k] = p.alpha * (1.0 - s)
-                psi_prev[:, k] = psi_last
-                d = drive[:, k]
-                if net.recurrent:
-                    pre_rec = torch.add(s, pre_rec, alpha=p.beta)
-                    pre_blk[0][:, k] = pre_rec
-                    d = d + s @ net.w_rec
-                i, u_eff, v, s, adapt = hidden_step(i, v, s, adapt, d, p, self.beta_a, self.rho)
-                psi_last = pseudo_derivative(u_eff, p.threshold, self.gamma)
-                psi[:, k] = psi_last
-                weighted_counts.add_(s, alpha=c_steps[t0 + k])
-                counts.add_(s)
-            blk = PostBlock(psi, psi_prev, decay, c[t0 : t0 + k_steps], self.beta_a, self.rho, with_reg)
-            elig[0].absorb(carry, events, blk)
-            for e, pre in zip(elig[1:], pre_blk):
-                e.absorb(pre, blk)
-            block = [drive, psi, psi_prev, decay, *pre_blk, *events]
+            events = block_events(x, t0, k_steps)
+            drive = block_drive(events, batch, k_steps, net.w_in) if isinstance(x, EventBatch) else \
+                x[:, t0 : t0 + k_steps] @ net.w_in
+            c_blk = c[t0 : t0 + k_steps]
+            if ops is not None:
+                psi, psi_prev, decay, pre_rec = ops.forward_block(drive, w_rec, *state, c_blk, p.alpha, p.gain, p.beta,
+                                                                  p.threshold, p.v_reset, self.beta_a, self.rho, self.gamma)
+            else:
+                psi, psi_prev, decay, pre_rec = self._forward_block(drive, w_rec, state, c_blk)
+            last = t0 + k_steps == steps
+            blk = PostBlock(psi, psi_prev, decay, c_blk, self.beta_a, self.rho, with_reg, ops, last)
+            pre = [elig[0].with_bags(carry, events), *([pre_rec] if net.recurrent else [])]
+            if not last:
+                for e, pr in zip(elig, pre):
+                    e.absorb(pr, blk)
+            else:  # the trial's last block: the error is known, the learning signals are applied once
+                weighted_counts, counts = state[6], state[7]
+                logits = weighted_counts @ net.w_out
+                loss = F.cross_entropy(logits, y)
+                delta = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[-1]).to(logits.dtype)) / batch
+                rate_signal = None
+                if with_reg:
+                    obj = self.objective
+                    loss = loss + obj.regulariser(counts.unsqueeze(1))
+                    rate_signal = 2.0 * obj.reg_strength * (obj.batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
+                signal = delta @ self.feedback_weights().T
+                self._add_grad(net.w_out, weighted_counts.T @ delta)
+                for e, pr, w in zip(elig, pre, (net.w_in, net.w_rec)):
+                    self._add_grad(w, e.finish(pr, blk, signal, rate_signal))
+            if not last:
+                carry = input_trace(carry, events, batch, n_in, k_steps, p.beta, like)
+            block = [drive, psi, psi_prev, decay, *pre[1:], *events]
             held = max(held, sum(t.nbytes for t in block) + blk.nbytes())
-            del xb, drive, psi, psi_prev, decay, pre_blk, blk, block, events, carry  # one block's buffers at a time
+            del drive, psi, psi_prev, decay, pre_rec, pre, blk, block, events  # one block's buffers at a time
 
-        # the end of the trial: the error is known, apply the learning signals once
-        logits = weighted_counts @ net.w_out
-        loss = F.cross_entropy(logits, y)
-        delta = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[-1]).to(logits.dtype)) / batch
-        rate_signal = None
-        if with_reg:
-            obj = self.objective
-            loss = loss + obj.regulariser(counts.unsqueeze(1))
-            rate_signal = 2.0 * obj.reg_strength * (obj.batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
-        signal = delta @ self.feedback_weights().T
-        self._add_grad(net.w_out, weighted_counts.T @ delta)
-        for e, w in zip(elig, (net.w_in, net.w_rec)):
-            self._add_grad(w, e.grad(signal, rate_signal))
-
-        state = [i, v, s, adapt, psi_last, pre_in, pre_rec, weighted_counts, counts, c]
-        held += sum(t.nbytes for t in state) + sum(e.nbytes() for e in elig)
+        held += sum(t.nbytes for t in [*state, c] + ([carry] if carry is not None else [])) + sum(e.nbytes() for e in elig)
         return StepOutput(loss, logits, counts, saved_bytes=held)
+
+    def _forward_block(self, drive, w_rec, state: list, c_blk: torch.Tensor):
+        """The block's steps, the torch loop (the specification of kernels/cpu_eprop.forward_block): ψ, ψ[t-1],
+        a = α(1 − s[t-1]) and ε^I_rec (batch, K, hidden); `state` updated in place."""
+        p, (i, v, s, adapt, psi_last, pre_rec, weighted_counts, counts) = self.net.hidden, state
+        psi, psi_prev, decay = torch.empty_like(drive), torch.empty_like(drive), torch.empty_like(drive)
+        pre_blk = torch.empty_like(drive) if w_rec is not None else drive.new_zeros(0)
+        for k, ck in enumerate(c_blk.tolist()):
+            decay[:, k] = p.alpha * (1.0 - s)
+            psi_prev[:, k] = psi_last
+            d = drive[:, k]
+            if w_rec is not None:
+                pre_rec = torch.add(s, pre_rec, alpha=p.beta)
+                pre_blk[:, k] = pre_rec
+                d = d + s @ w_rec
+            i, u_eff, v, s, adapt = hidden_step(i, v, s, adapt, d, p, self.beta_a, self.rho)
+            psi_last = pseudo_derivative(u_eff, p.threshold, self.gamma)
+            psi[:, k] = psi_last
+            weighted_counts.add_(s, alpha=ck)
+            counts.add_(s)
+        for old, new in zip(state[:6], (i, v, s, adapt, psi_last, pre_rec)):
+            old.copy_(new)
+        return psi, psi_prev, decay, pre_blk
 
     @staticmethod
     def _add_grad(param: torch.Tensor, g: torch.Tensor) -> None:
