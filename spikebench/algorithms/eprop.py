@@ -91,6 +91,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import SpikingModule, StepOutput
+from .eprop_traces import Eligibility, InputEligibility, PostBlock
+from .kernels import cpu_eprop
 from .distributed import batch_mean
 from .losses import readout_time_kernel, spike_count_regulariser
 from .neuron import LIFParams, lif_step, reset
@@ -123,112 +125,24 @@ def hidden_step(i, v, s, adapt, drive, p: LIFParams, beta_a: float, rho: float):
     return i, u_eff, reset(u, s, p), s, adapt
 
 
-# ----------------------------------------------------------------------------------------------
-# Block coefficients (per neuron) and the eligibility of one weight matrix (per synapse)
-# ----------------------------------------------------------------------------------------------
+def block_events(x: torch.Tensor, t0: int, k_steps: int) -> tuple:
+    """The input events of steps [t0, t0 + K): (sample · K + step, sample, channel, value), int64 indices, found in
+    the frames."""
+    n_in = x.shape[2]
+    flat = x[:, t0 : t0 + k_steps].reshape(-1)  # flat index (b·K + s)·inputs + c
+    idx = flat.nonzero().squeeze(1)
+    bs = torch.div(idx, n_in, rounding_mode="floor")
+    return bs, torch.div(bs, k_steps, rounding_mode="floor"), idx % n_in, flat.index_select(0, idx)
 
 
-class PostBlock:
-    """Postsynaptic coefficients of one block of K steps (see the module docstring), all (batch, K, post)
-    or (batch, post), from ψ[t], ψ[t-1] and a[t] = α (1 − s[t-1]) of the block's steps and the weights c.
-
-    Backward scan over the block, with T[t] = [[a[t], 0], [ψ[t-1], q[t]]], q[t] = ρ − β_a ψ[t-1]:
-        M[t] = c_t ψ[t] (1, −β_a) + M[t+1] T[t+1]    → m0 = M_0 (weights of ε^I in A), m_in = M[t0] T[t0]
-        Mr: the same with c_t = 1                     → for D (only with the regulariser)
-        R[t] = R[t+1] T[t+1], R[t1] = 1               → r00, r10 = R_·0 (weights of ε^I in the end state),
-                                                        phi = R[t0] T[t0] (weights of the incoming state)
-    """
-
-    def __init__(self, psi, psi_prev, decay, c, beta_a: float, rho: float, with_reg: bool) -> None:
-        adaptive = beta_a != 0.0
-        q = rho - beta_a * psi_prev
-        weights = [c.view(1, -1, 1)] + ([torch.ones_like(c).view(1, -1, 1)] if with_reg else [])
-        self.m0, self.m_in = [], []
-        for w in weights:  # M for A, then for D
-            u = w * psi
-            m0 = torch.empty_like(psi)
-            m1 = torch.empty_like(psi) if adaptive else None  # M_1 = 0 without adaptation
-            for k in range(psi.shape[1] - 1, -1, -1):
-                if k == psi.shape[1] - 1:
-                    m0[:, k] = u[:, k]
-                    if adaptive:
-                        m1[:, k] = -beta_a * u[:, k]
-                elif adaptive:  # M[k] = u_k (1, −β_a) + M[k+1] T[k+1]
-                    a, sp, qq = decay[:, k + 1], psi_prev[:, k + 1], q[:, k + 1]
-                    m0[:, k] = u[:, k] + a * m0[:, k + 1] + sp * m1[:, k + 1]
-                    m1[:, k] = qq * m1[:, k + 1] - beta_a * u[:, k]
-                else:
-                    torch.addcmul(u[:, k], decay[:, k + 1], m0[:, k + 1], out=m0[:, k])
-            self.m0.append(m0)
-            if adaptive:
-                self.m_in.append((decay[:, 0] * m0[:, 0] + psi_prev[:, 0] * m1[:, 0], q[:, 0] * m1[:, 0]))
-            else:
-                self.m_in.append((decay[:, 0] * m0[:, 0], None))
-        self.r00 = torch.empty_like(psi)
-        self.r10 = torch.empty_like(psi) if adaptive else None
-        r00, r10, r11 = torch.ones_like(psi[:, 0]), torch.zeros_like(psi[:, 0]), torch.ones_like(psi[:, 0])
-        for k in range(psi.shape[1] - 1, -1, -1):
-            if k < psi.shape[1] - 1:  # R[k] = R[k+1] T[k+1]
-                a, sp, qq = decay[:, k + 1], psi_prev[:, k + 1], q[:, k + 1]
-                r00, r10, r11 = a * r00, a * r10 + sp * r11, qq * r11
-            self.r00[:, k] = r00
-            if adaptive:
-                self.r10[:, k] = r10
-        a, sp, qq = decay[:, 0], psi_prev[:, 0], q[:, 0]
-        self.phi = (a * r00, a * r10 + sp * r11, qq * r11)  # (Φ00, Φ10, Φ11); Φ01 = 0
-
-    def nbytes(self) -> int:
-        tensors = [*self.m0, self.r00, self.r10]
-        return sum(t.nbytes for t in tensors if t is not None)
-
-
-class Eligibility:
-    """Traces X = (ε, ε^a) (batch, post, pre) and their accumulators for one weight matrix W (pre, post).
-
-    `absorb` takes one block: the presynaptic synapse-filtered trace ε^I (batch, K, pre) and the block's
-    PostBlock, and advances
-        A  = Σ_t c_t e_ji[t]              (batch, post, pre)   weighted by the readout kernel
-        D  = Σ_batch Σ_t e_ji[t]          (post, pre)          for the firing-rate regulariser
-        X  = the traces at the block's end
-    """
-
-    def __init__(
-        self, batch: int, post: int, pre: int, adaptive: bool, with_reg: bool, like: torch.Tensor, gain: float
-    ) -> None:
-        self.eps = like.new_zeros(batch, post, pre)
-        self.eps_a = like.new_zeros(batch, post, pre) if adaptive else None
-        self.acc = like.new_zeros(batch, post, pre)
-        self.reg = like.new_zeros(post, pre) if with_reg else None
-        self.gain = gain  # g (LIFParams.gain)
-
-    def absorb(self, pre: torch.Tensor, blk: PostBlock) -> None:
-        (w0, w1), m0 = blk.m_in[0], blk.m0[0]
-        self.acc.addcmul_(w0.unsqueeze(-1), self.eps)
-        if self.eps_a is not None:
-            self.acc.addcmul_(w1.unsqueeze(-1), self.eps_a)
-        self.acc.baddbmm_(m0.transpose(1, 2), pre, alpha=self.gain)
-        if self.reg is not None:
-            (w0, w1), m0 = blk.m_in[1], blk.m0[1]
-            self.reg.add_(torch.einsum("bj,bji->ji", w0, self.eps))
-            if self.eps_a is not None:
-                self.reg.add_(torch.einsum("bj,bji->ji", w1, self.eps_a))
-            self.reg.addmm_(m0.flatten(0, 1).T, pre.flatten(0, 1), alpha=self.gain)
-        phi00, phi10, phi11 = (f.unsqueeze(-1) for f in blk.phi)
-        if self.eps_a is not None:  # uses the old ε, so before ε is advanced
-            self.eps_a.mul_(phi11).addcmul_(phi10, self.eps)
-            self.eps_a.baddbmm_(blk.r10.transpose(1, 2), pre, alpha=self.gain)
-        self.eps.mul_(phi00)
-        self.eps.baddbmm_(blk.r00.transpose(1, 2), pre, alpha=self.gain)
-
-    def grad(self, signal: torch.Tensor, rate_signal: torch.Tensor | None) -> torch.Tensor:
-        """dE/dW (pre, post) = Σ_batch L_j A_ji + r_j D_ji, for learning signal L (batch, post) and r (post,)."""
-        g = torch.einsum("bj,bji->ij", signal, self.acc)
-        if self.reg is not None and rate_signal is not None:
-            g = g + (rate_signal.unsqueeze(-1) * self.reg).T
-        return g
-
-    def nbytes(self) -> int:
-        return sum(t.nbytes for t in (self.eps, self.eps_a, self.acc, self.reg) if t is not None)
+def input_trace(carry, events, batch: int, n_in: int, k_steps: int, beta: float, like) -> torch.Tensor:
+    """ε^I of the inputs after a block, ε^I[t] = β ε^I[t-1] + x[t]: β^K times the trace at its start plus each
+    event's value times β^(K−1−step), summed per (sample, channel)."""
+    bs, b, ch, v = events
+    out = like.new_zeros(batch, n_in) if carry is None else carry * beta**k_steps
+    powers = beta ** torch.arange(k_steps - 1, -1, -1, dtype=like.dtype, device=like.device)
+    out.view(-1).index_add_(0, b * n_in + ch, v.to(like.dtype) * powers[bs - b * k_steps])
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,62 +209,79 @@ class EProp(SpikingModule):
         batch, steps, n_in = x.shape
         n_hidden, with_reg, adaptive = net.n_hidden, bool(self.objective.reg_strength), bool(self.beta_a)
         c = readout_time_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
-        c_steps = c.tolist()
+        like = torch.empty(0, dtype=x.dtype, device=x.device)
+        ops = cpu_eprop.load() if p.backend in ("auto", "cpu") and cpu_eprop.usable(like) else None
+        w_rec = net.w_rec.detach().contiguous() if net.recurrent else None
 
-        # state carried from block to block
-        i, v, s, adapt, psi_last = (x.new_zeros(batch, n_hidden) for _ in range(5))
-        pre_in, pre_rec = x.new_zeros(batch, n_in), x.new_zeros(batch, n_hidden)
-        weighted_counts, counts = x.new_zeros(batch, n_hidden), x.new_zeros(batch, n_hidden)
-        elig = [Eligibility(batch, n_hidden, n_in, adaptive, with_reg, x, p.gain)]
+        # state carried from block to block: i, v, s, adapt, ψ[t-1], ε^I_rec, Σ c_t s[t], Σ s[t]
+        state = [like.new_zeros(batch, n_hidden) for _ in range(8)]
+        carry = None  # ε^I of the inputs at the block's start (None: zero, the first block)
+        elig = [InputEligibility(batch, n_hidden, n_in, adaptive, with_reg, like, p.gain, p.beta)]
         if net.recurrent:
-            elig.append(Eligibility(batch, n_hidden, n_hidden, adaptive, with_reg, x, p.gain))
+            elig.append(Eligibility(batch, n_hidden, n_hidden, adaptive, with_reg, like, p.gain))
         held = 0
 
         for t0 in range(0, steps, self.chunk):
             k_steps = min(self.chunk, steps - t0)
+            events = block_events(x, t0, k_steps)
             drive = x[:, t0 : t0 + k_steps] @ net.w_in
-            psi, psi_prev, decay = torch.empty_like(drive), torch.empty_like(drive), torch.empty_like(drive)
-            pre_blk = [x.new_empty(batch, k_steps, n_in)] + ([torch.empty_like(drive)] if net.recurrent else [])
-            for k in range(k_steps):
-                # ε^I[t] = β ε^I[t-1] + x[t] (inputs) and + s[t-1] (recurrent); a[t] = α (1 − s[t-1])
-                pre_in = torch.add(x[:, t0 + k], pre_in, alpha=p.beta)
-                pre_blk[0][:, k] = pre_in
-                decay[:, k] = p.alpha * (1.0 - s)
-                psi_prev[:, k] = psi_last
-                d = drive[:, k]
-                if net.recurrent:
-                    pre_rec = torch.add(s, pre_rec, alpha=p.beta)
-                    pre_blk[1][:, k] = pre_rec
-                    d = d + s @ net.w_rec
-                i, u_eff, v, s, adapt = hidden_step(i, v, s, adapt, d, p, self.beta_a, self.rho)
-                psi_last = pseudo_derivative(u_eff, p.threshold, self.gamma)
-                psi[:, k] = psi_last
-                weighted_counts.add_(s, alpha=c_steps[t0 + k])
-                counts.add_(s)
-            blk = PostBlock(psi, psi_prev, decay, c[t0 : t0 + k_steps], self.beta_a, self.rho, with_reg)
-            for e, pre in zip(elig, pre_blk):
-                e.absorb(pre, blk)
-            block = [drive, psi, psi_prev, decay, *pre_blk]
+            c_blk = c[t0 : t0 + k_steps]
+            if ops is not None:
+                psi, psi_prev, decay, pre_rec = ops.forward_block(drive, w_rec, *state, c_blk, p.alpha, p.gain, p.beta,
+                                                                  p.threshold, p.v_reset, self.beta_a, self.rho, self.gamma)
+            else:
+                psi, psi_prev, decay, pre_rec = self._forward_block(drive, w_rec, state, c_blk)
+            last = t0 + k_steps == steps
+            blk = PostBlock(psi, psi_prev, decay, c_blk, self.beta_a, self.rho, with_reg, ops, last)
+            pre = [elig[0].with_bags(carry, events), *([pre_rec] if net.recurrent else [])]
+            if not last:
+                for e, pr in zip(elig, pre):
+                    e.absorb(pr, blk)
+            else:  # the trial's last block: the error is known, the learning signals are applied once
+                weighted_counts, counts = state[6], state[7]
+                logits = weighted_counts @ net.w_out
+                loss = F.cross_entropy(logits, y)
+                delta = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[-1]).to(logits.dtype)) / batch
+                rate_signal = None
+                if with_reg:
+                    obj = self.objective
+                    loss = loss + spike_count_regulariser(counts.unsqueeze(1), obj.reg_strength, obj.reg_target)
+                    rate_signal = 2.0 * obj.reg_strength * (batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
+                signal = delta @ self.feedback_weights().T
+                self._add_grad(net.w_out, weighted_counts.T @ delta)
+                for e, pr, w in zip(elig, pre, (net.w_in, net.w_rec)):
+                    self._add_grad(w, e.finish(pr, blk, signal, rate_signal))
+            if not last:
+                carry = input_trace(carry, events, batch, n_in, k_steps, p.beta, like)
+            block = [drive, psi, psi_prev, decay, *pre[1:], *events]
             held = max(held, sum(t.nbytes for t in block) + blk.nbytes())
-            del drive, psi, psi_prev, decay, pre_blk, blk, block  # one block's buffers at a time
+            del drive, psi, psi_prev, decay, pre_rec, pre, blk, block, events  # one block's buffers at a time
 
-        # the end of the trial: the error is known, apply the learning signals once
-        logits = weighted_counts @ net.w_out
-        loss = F.cross_entropy(logits, y)
-        delta = (torch.softmax(logits, -1) - F.one_hot(y, logits.shape[-1]).to(logits.dtype)) / batch
-        rate_signal = None
-        if with_reg:
-            obj = self.objective
-            loss = loss + spike_count_regulariser(counts.unsqueeze(1), obj.reg_strength, obj.reg_target)
-            rate_signal = 2.0 * obj.reg_strength * (batch_mean(counts) - obj.reg_target) / (n_hidden * batch)
-        signal = delta @ self.feedback_weights().T
-        self._add_grad(net.w_out, weighted_counts.T @ delta)
-        for e, w in zip(elig, (net.w_in, net.w_rec)):
-            self._add_grad(w, e.grad(signal, rate_signal))
-
-        state = [i, v, s, adapt, psi_last, pre_in, pre_rec, weighted_counts, counts, c]
-        held += sum(t.nbytes for t in state) + sum(e.nbytes() for e in elig)
+        held += sum(t.nbytes for t in [*state, c] + ([carry] if carry is not None else [])) + sum(e.nbytes() for e in elig)
         return StepOutput(loss, logits, counts, saved_bytes=held)
+
+    def _forward_block(self, drive, w_rec, state: list, c_blk: torch.Tensor):
+        """The block's steps, the torch loop (the specification of kernels/cpu_eprop.forward_block): ψ, ψ[t-1],
+        a = α(1 − s[t-1]) and ε^I_rec (batch, K, hidden); `state` updated in place."""
+        p, (i, v, s, adapt, psi_last, pre_rec, weighted_counts, counts) = self.net.hidden, state
+        psi, psi_prev, decay = torch.empty_like(drive), torch.empty_like(drive), torch.empty_like(drive)
+        pre_blk = torch.empty_like(drive) if w_rec is not None else drive.new_zeros(0)
+        for k, ck in enumerate(c_blk.tolist()):
+            decay[:, k] = p.alpha * (1.0 - s)
+            psi_prev[:, k] = psi_last
+            d = drive[:, k]
+            if w_rec is not None:
+                pre_rec = torch.add(s, pre_rec, alpha=p.beta)
+                pre_blk[:, k] = pre_rec
+                d = d + s @ w_rec
+            i, u_eff, v, s, adapt = hidden_step(i, v, s, adapt, d, p, self.beta_a, self.rho)
+            psi_last = pseudo_derivative(u_eff, p.threshold, self.gamma)
+            psi[:, k] = psi_last
+            weighted_counts.add_(s, alpha=ck)
+            counts.add_(s)
+        for old, new in zip(state[:6], (i, v, s, adapt, psi_last, pre_rec)):
+            old.copy_(new)
+        return psi, psi_prev, decay, pre_blk
 
     @staticmethod
     def _add_grad(param: torch.Tensor, g: torch.Tensor) -> None:
