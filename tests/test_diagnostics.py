@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(p.stem for p in (ROOT / "spikebench" / "sweeps" / "diagnostics").glob("*.py") if p.stem not in ("__init__", "networks"))
@@ -15,7 +16,7 @@ SCRIPTS = sorted(p.stem for p in (ROOT / "spikebench" / "sweeps" / "diagnostics"
 
 def test_every_script_of_the_folder_is_listed_here():
     assert SCRIPTS == ["bench_additions", "bench_eprop", "bench_eventprop", "bench_lif", "bench_paralif", "cochlea_check", "epoch_costs", "eventprop_modes",
-                       "gpu_check", "kernel_check", "learning_curves", "study_trials"]
+                       "gpu_check", "kernel_check", "learning_curves", "receptive_fields", "study_trials"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -102,3 +103,27 @@ def test_eventprop_modes_on_a_trained_run_compares_the_modes_on_its_weights_and_
     assert "trained in mode discrete; 6 test recordings" in out and out.count("  batch ") == 2
     cosines = [float(c) for c in re.findall(r"[+-]\d\.\d{3}", out.split("per tensor: median")[0])]
     assert len(cosines) == 2 * 4 and all(-1.0 <= c <= 1.0 for c in cosines)
+
+
+def test_receptive_field_stats_tell_collapsed_fields_from_distinct_ones():
+    """Identical columns: cosine 1 and one preferred channel; one-hot columns on distinct channels: cosine 0 and as
+    many preferred channels as neurons; a run folder's table row and picture from its last checkpoint."""
+    from spikebench.sweeps.diagnostics.receptive_fields import field_stats
+
+    base = torch.rand(20, 1) + 0.1
+    same = field_stats(base.repeat(1, 6))
+    assert abs(same["cos_mean"] - 1) < 1e-12 and abs(same["cos_min"] - 1) < 1e-12 and same["preferred"] == 1
+    distinct = field_stats(torch.eye(20)[:, :6])
+    assert distinct["cos_mean"] == 0 and distinct["preferred"] == 6 and distinct["hidden"] == 6
+
+
+def test_receptive_fields_script_writes_its_table_and_picture(tmp_path):
+    run = tmp_path / "stdp-s0" / "checkpoints"
+    run.mkdir(parents=True)
+    torch.save({"state_dict": {"net.w_in": torch.eye(12)[:, :4], "theta": torch.ones(4)}}, run / "last.ckpt")
+    proc = subprocess.run([sys.executable, "-m", "spikebench.sweeps.diagnostics.receptive_fields", str(run.parent),
+                           "--out", str(tmp_path / "f.png"), "--table", str(tmp_path / "f.md")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| stdp-s0 | 4 | 0.000 / 0.000 | 4 |" in (tmp_path / "f.md").read_text()
+    assert (tmp_path / "f.png").stat().st_size > 1000
