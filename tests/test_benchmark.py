@@ -432,3 +432,17 @@ def test_a_variants_study_searches_its_algorithms_space_with_the_variants_overri
     study = cells["tune-eventprop_delays"]
     assert study.info["space"].endswith("eventprop.yaml") and "model.delays.enabled=true" in study.overrides
     assert study.info["study"] == "fsdd_additions-eventprop_delays"
+
+
+def test_each_epochs_progress_line_shows_that_epochs_own_validation_accuracy(tmp_path):
+    """The cell log's `epoch k/N: val acc …` line is epoch k's val/acc in metrics.csv (it once printed the previous
+    epoch's, and nan for the first)."""
+    argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]", "benchmark.plots=false",
+                                  "benchmark.algorithms=[bptt]", "trainer.max_epochs=3"]
+    out, failures = B.benchmark(argv)
+    assert not failures
+    cell = out / "cells" / "bptt-h16-rec-s0"
+    val = {int(r["epoch"]): float(r["val/acc"]) for r in read_csv(cell / "metrics.csv") if r.get("val/acc")}
+    shown = [line.split("val acc ")[1].split(",")[0] for line in (out / "logs" / "bptt-h16-rec-s0.log").read_text()
+             .splitlines() if "val acc" in line]
+    assert shown == [f"{val[e]:.4f}" for e in range(3)]

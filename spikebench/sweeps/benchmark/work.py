@@ -69,7 +69,9 @@ class EpochProgress(Callback):
         if not hasattr(self, "t0"):
             self.t0, self.first = time.perf_counter(), trainer.current_epoch  # a resumed fit starts later
 
-    def on_validation_epoch_end(self, trainer, module) -> None:
+    def on_validation_end(self, trainer, module) -> None:
+        # not on_validation_epoch_end: the callbacks' run before the module's, which logs this epoch's val/acc (the
+        # line then showed the previous epoch's value, and nan after the first)
         if trainer.sanity_checking:
             return
         done, total = trainer.current_epoch + 1, trainer.max_epochs
