@@ -85,11 +85,16 @@ class EventBatch:
         row = self.row.long()
         return row % self.batch, torch.div(row, self.batch, rounding_mode="floor")
 
+    def step_range(self, t0: int, t1: int) -> tuple[int, int]:
+        """(lo, hi): the bins of steps [t0, t1) are [lo, hi) (the rows are time-major)."""
+        bounds = torch.tensor([t0 * self.batch, t1 * self.batch], dtype=self.row.dtype, device=self.row.device)
+        lo, hi = torch.searchsorted(self.row, bounds).tolist()
+        return lo, hi
+
     def frames(self, t0: int = 0, t1: int | None = None) -> torch.Tensor:
         """The dense frames (batch, t1 − t0, channels) of steps [t0, t1) (all steps by default)."""
         t1 = self.steps if t1 is None else t1
-        lo, hi = (int(i) for i in torch.searchsorted(self.row, torch.tensor(
-            [t0 * self.batch, t1 * self.batch], dtype=self.row.dtype, device=self.row.device)))
+        lo, hi = self.step_range(t0, t1)
         row = self.row[lo:hi].long()
         b, t = row % self.batch, torch.div(row, self.batch, rounding_mode="floor")
         out = self.count.new_zeros(self.batch, t1 - t0, self.channels)
@@ -111,12 +116,17 @@ def bag_product(sample: torch.Tensor, step: torch.Tensor, channel: torch.Tensor,
     in w and in value), its bags sample-major so that the output needs no transpose."""
     key = sample * steps + step
     order = torch.argsort(key, stable=True)
-    counts = torch.bincount(key, minlength=batch * steps)
-    offsets = torch.zeros_like(counts)
-    offsets[1:] = counts.cumsum(0)[:-1]
+    offsets = bag_offsets(key, batch * steps)
     out = torch.nn.functional.embedding_bag(channel.index_select(0, order), w, offsets, mode="sum",
                                             per_sample_weights=value.index_select(0, order))
     return out.view(batch, steps, w.shape[1])
+
+
+def bag_offsets(key: torch.Tensor, n: int) -> torch.Tensor:
+    """The start of each of n bags (`embedding_bag`'s offsets) in a list sorted by key, key[i] in [0, n)."""
+    offsets = torch.zeros(n, dtype=torch.long, device=key.device)
+    offsets[1:] = torch.bincount(key, minlength=n).cumsum(0)[:-1]
+    return offsets
 
 
 def as_frames(x: "torch.Tensor | EventBatch") -> torch.Tensor:

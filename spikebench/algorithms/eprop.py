@@ -111,7 +111,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.errors import ConfigError
-from spikebench.events import EventBatch, as_frames
+from spikebench.events import EventBatch, as_frames, bag_offsets
 
 from .base import SpikingModule, StepOutput
 from .eprop_traces import Eligibility, InputEligibility, PostBlock
@@ -150,8 +150,7 @@ def block_events(x: "torch.Tensor | EventBatch", t0: int, k_steps: int) -> tuple
     """The input events of steps [t0, t0 + K): (sample · K + step, sample, channel, value), int64 indices; read from
     the event batch's time-major rows, or found in the frames."""
     if isinstance(x, EventBatch):
-        bounds = torch.tensor([t0 * x.batch, (t0 + k_steps) * x.batch], dtype=x.row.dtype, device=x.device)
-        lo, hi = (int(i) for i in torch.searchsorted(x.row, bounds))
+        lo, hi = x.step_range(t0, t0 + k_steps)
         row = x.row[lo:hi].long()
         b, s = row % x.batch, torch.div(row, x.batch, rounding_mode="floor") - t0
         return b * k_steps + s, b, x.channel[lo:hi].long(), x.count[lo:hi]
@@ -166,9 +165,7 @@ def block_drive(events, batch: int, k_steps: int, w_in: torch.Tensor) -> torch.T
     """x @ W_in for a block of the event batch, (batch, K, hidden): one `embedding_bag` over its events, whose
     time-major order (step, sample) is already the order of the bags (no sort, unlike `events.bag_product`)."""
     bs, b, ch, v = events
-    counts = torch.bincount((bs - b * k_steps) * batch + b, minlength=k_steps * batch)
-    offsets = torch.zeros_like(counts)
-    offsets[1:] = counts.cumsum(0)[:-1]
+    offsets = bag_offsets((bs - b * k_steps) * batch + b, k_steps * batch)
     out = F.embedding_bag(ch, w_in, offsets, mode="sum", per_sample_weights=v.to(w_in.dtype))
     return out.view(k_steps, batch, -1).transpose(0, 1).contiguous()
 

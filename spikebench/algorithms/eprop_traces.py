@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from spikebench.events import bag_offsets
+
 from .neuron import exp_filter
 
 
@@ -173,16 +175,10 @@ class Eligibility:
             self.eps.mul_(phi00)
         if self.with_reg:
             self.reg = self._block_sum(self.reg, blk.m0[1], pre, summed=True)
-        names = ["acc", "eps_a", "eps"] if self.adaptive else ["acc", "eps"]
-        qs = {"acc": blk.m0[0], "eps_a": blk.r10, "eps": blk.r00}
-        out = self._block_sums([getattr(self, k) for k in names], [qs[k] for k in names], pre)
-        for k, t in zip(names, out):
-            setattr(self, k, t)
-
-    def _block_sums(self, targets: list, qs: list, pre) -> list:
-        """`_block_sum` of several q's with the same ε^I. (Side by side in one product, the sums ran no faster and the
-        traces, then views of one tensor, slowed every later pass: profiled.)"""
-        return [self._block_sum(t, q, pre) for t, q in zip(targets, qs)]
+        self.acc = self._block_sum(self.acc, blk.m0[0], pre)
+        if self.adaptive:
+            self.eps_a = self._block_sum(self.eps_a, blk.r10, pre)
+        self.eps = self._block_sum(self.eps, blk.r00, pre)
 
     def finish(self, pre, blk: PostBlock, signal: torch.Tensor, rate_signal: torch.Tensor | None) -> torch.Tensor:
         """dE/dW (pre, post) = Σ_b L_bj A_bji + r_j D_ji, the last block `blk` included, for the learning signals
@@ -196,7 +192,7 @@ class Eligibility:
         self._block_sum_grad(grad, signal.unsqueeze(1) * blk.m0[0], pre)
         if reg is not None:
             self._block_sum(reg, blk.m0[1], pre, summed=True)
-            grad += self._as_grad(self._post(rate_signal.unsqueeze(0)).squeeze(self.bdim) * reg)
+            grad += self._as_grad(self._post(rate_signal.expand(1, -1)).squeeze(self.bdim) * reg)  # r_j D_ji
         return grad
 
     def _block_sum_grad(self, grad: torch.Tensor, q: torch.Tensor, pre) -> None:
@@ -231,8 +227,7 @@ class InputEligibility(Eligibility):
         n_in = self.syn_shape[0]
         key = c * self.batch + b
         order = torch.argsort(key, stable=True)
-        offsets = torch.zeros(n_in * self.batch, dtype=torch.long, device=key.device)
-        offsets[1:] = torch.bincount(key, minlength=n_in * self.batch).cumsum(0)[:-1]
+        offsets = bag_offsets(key, n_in * self.batch)
         return carry, (bs.index_select(0, order), v.index_select(0, order), offsets,
                        offsets.view(n_in, self.batch)[:, 0].contiguous())
 

@@ -12,8 +12,9 @@ BPTT's whole training step. Here:
 - `scan_block`: `eprop.PostBlock`'s backward scans (M for the accumulator and, with the regulariser, for D; R, and
   the incoming-state weights), per neuron, from the block's end.
 
-The same floating-point operations in the same order as the torch loop, compiled with `-ffp-contract=off`, so the
-results are bitwise equal to it (tests/test_eprop.py). Compiled at first use like `cpu_lif.py`; None from `load()`
+The same floating-point operations in the same order as the torch loop, compiled with `-ffp-contract=off` (torch's
+vectorised kernels may fuse a multiply-add where this does not): loss equal, gradients equal to 1e-12 relative in
+float64 (tests/test_eprop.py). Compiled at first use like `cpu_lif.py`; None from `load()`
 means the torch loop runs instead.
 """
 
