@@ -357,3 +357,18 @@ def test_compiled_block_loop_equals_the_torch_loop(adaptive):
     assert float(out["cpu"][0]) == float(out["reference"][0])
     for a, b in zip(out["cpu"][1], out["reference"][1]):
         assert_rel_close(a, b, rel=1e-12)
+
+
+def test_an_explicit_cpu_backend_that_cannot_compile_is_refused_and_auto_falls_back(monkeypatch):
+    """model.backend=cpu never silently runs the torch loop: a failed compile is a one-line error at construction;
+    model.backend=auto takes the torch loop instead."""
+    from spikebench.algorithms.kernels import cpu_eprop
+    from spikebench.errors import ConfigError
+
+    monkeypatch.setattr(cpu_eprop, "load", lambda: None)
+    with pytest.raises(ConfigError, match="model.backend=cpu cannot run here"):
+        make_eprop("model.backend=cpu")
+    module = make_eprop("model.backend=auto")
+    x, y = random_batch(module)
+    loss, _ = eprop_grads(module, x, y)
+    assert torch.isfinite(loss)

@@ -100,7 +100,8 @@ and makes no (batch, post, pre) tensor at all; a longer one keeps A and X per sa
 (several passes over batch × synapses per block) and memory (2–3 such tensors) against the block's buffers
 (~8 (batch, K, hidden) maps): `algorithm.chunk` trades the two, never the gradient (results/costs/README.md).
 On CPU the block's steps and its scans run as compiled loops (kernels/cpu_eprop.py; model.backend=reference: the
-torch loops `EProp._forward_block` and `PostBlock`'s scans, which they are tested against).
+torch loops `EProp._forward_block` and `PostBlock`'s scans, which they are tested against; auto: the compiled
+loops where they compile, else the torch loops; cpu: the compiled loops or a one-line refusal).
 """
 
 from __future__ import annotations
@@ -208,6 +209,9 @@ class EProp(SpikingModule):
             raise ConfigError(f"algorithm.alif_tau must be > 0 seconds, got {a.alif_tau}")
         if not self.net.hidden.threshold > 0:
             raise ConfigError(f"model.threshold must be > 0 for e-prop's ψ, got {self.net.hidden.threshold}")
+        if self.net.hidden.backend == "cpu" and cpu_eprop.load() is None:  # asked for explicitly: no silent fallback
+            raise ConfigError("model.backend=cpu cannot run here: e-prop's C++ loop failed to compile (see the warning "
+                              "above); use model.backend=auto or reference")
         self.gamma, self.chunk, self.feedback = float(a.gamma), int(a.chunk), str(a.feedback)
         self.beta_a, self.rho = float(a.alif_beta), math.exp(-self.net.hidden.dt / float(a.alif_tau))
         if self.feedback == "random":
@@ -245,6 +249,9 @@ class EProp(SpikingModule):
         c = readout_time_kernel(steps, self.objective.kind, net.readout_params, x.dtype, x.device)
         like = torch.empty(0, dtype=x.dtype, device=x.device)
         ops = cpu_eprop.load() if p.backend in ("auto", "cpu") and cpu_eprop.usable(like) else None
+        if ops is None and p.backend == "cpu":
+            raise ConfigError(f"model.backend=cpu runs e-prop on CPU float32/float64 tensors, got {x.device.type} "
+                              f"{x.dtype}; use model.backend=auto")
         w_rec = net.w_rec.detach().contiguous() if net.recurrent else None
 
         # state carried from block to block: i, v, s, adapt, ψ[t-1], ε^I_rec, Σ c_t s[t], Σ s[t]
