@@ -141,6 +141,21 @@ def test_step_memory_sees_a_dense_buffer_that_saved_tensor_hooks_miss():
     assert_about(m.peak_bytes, 2000 * 2000 * 4)
 
 
+def test_the_saved_tensor_meter_lets_a_graph_that_is_never_back_propagated_be_freed():
+    """An operation that saves its own output (exp) under the meter, no backward: dropping the output frees it at once
+    (no reference cycle through its grad_fn; before the fix every such step of STDP's plastic epochs stayed alive)."""
+    import weakref
+
+    w = torch.randn(5, requires_grad=True)
+    meter = SavedTensorMeter(exclude=[w])
+    with meter:
+        out = torch.exp(w * 2)
+    assert meter.bytes == out.untyped_storage().nbytes()  # still counted (w * 2 is not saved by exp: its output is)
+    ref = weakref.ref(out)
+    del out
+    assert ref() is None
+
+
 def test_step_memory_of_a_training_step_counts_the_gradients_it_leaves():
     """BPTT's step memory is at least its gradients' bytes and at least what autograd saved for backward."""
     cfg = compose_config(["algorithm=bptt", "model.hidden=32", "data.channels=40", "data.duration=0.05"])

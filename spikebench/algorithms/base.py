@@ -73,7 +73,10 @@ class SavedTensorMeter:
         if ptr not in self._exclude and ptr not in self._seen:
             self._seen.add(ptr)
             self.bytes += t.untyped_storage().nbytes()
-        return t
+        # a detached view of the same storage (no copy): returning t itself would make an operation's saved output
+        # hold its own grad_fn, a reference cycle in C++ that Python's collector cannot break, so that a graph
+        # never back-propagated (STDP's plastic epochs build one for the readout's loss) would never be freed
+        return t.detach()
 
     def __enter__(self) -> "SavedTensorMeter":
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)

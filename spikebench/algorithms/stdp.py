@@ -177,8 +177,10 @@ class STDP(SpikingModule):
                 self.seen += onehot.sum(0)
             logits = self.assignment_scores(counts)
             return StepOutput(F.cross_entropy(logits, y).detach(), logits, counts)
-        loss, logits = self.objective(net.readout(spikes), spikes, y)  # a gradient for W_out only
-        if not (scheduled and plastic):  # with a schedule, the readout learns on the frozen layer only
+        learn_readout = not (scheduled and plastic)  # with a schedule, the readout learns on the frozen layer only
+        with torch.set_grad_enabled(learn_readout):  # no graph where no backward follows
+            loss, logits = self.objective(net.readout(spikes), spikes, y)  # a gradient for W_out only
+        if learn_readout:
             loss.backward()
         return StepOutput(loss.detach(), logits.detach(), counts)
 
