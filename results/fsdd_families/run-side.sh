@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 24's small runs, in worker A's core while the verdict's worker A (the LSTM's cells, which finish hours before
-# worker B's ParaLIF) is stopped: from the worktree /work/run-24 at commit 797dd17. Resume with the same command
+# worker B's ParaLIF) is stopped: from the worktree /work/run-24 at commit 47eea95. Resume with the same command
 # (a finished step is skipped: the conversion run's checkpoint, its curve, the benchmark's finished cells).
 set -e
 export OMP_NUM_THREADS=1
