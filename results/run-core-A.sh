@@ -2,13 +2,27 @@
 # The first core's queue (from 2026-12-05), each step resumable: rerun this script after a stop.
 #   setsid nohup bash results/run-core-A.sh > results/console-core-A-<n>.log 2>&1 < /dev/null &
 # 1. issue 24's small runs (conversion curve, STDP at three sizes) and 2. issue 25's shared-setting table, both from
-# the worktree /work/run-24 at commit 47eea95 (git worktree add /work/run-24 47eea95); 3. the verdict's worker A
-# (results/fsdd_verdict/run-A.sh: the LSTM's remaining cells at 70f95e2). Steps 1–2 use the slack of the verdict's
-# first core: its LSTM cells take about half the time of the second core's ParaLIF cells (results/fsdd_verdict/README.md).
+# the worktree /work/run-24 at commit 47eea95 (git worktree add /work/run-24 47eea95); 3. a longer EventProp run and
+# 4. the verdict's worker A (results/fsdd_verdict/run-A.sh: the LSTM's remaining cells), both at 70f95e2. Steps 1–3
+# use the slack of the verdict's first core: its LSTM cells take about half the time of the second core's ParaLIF
+# cells (results/fsdd_verdict/README.md).
 cd /work/main
 bash results/fsdd_families/run-side.sh >> results/fsdd_families/console-side.log 2>&1
 mkdir -p results/fsdd_additions
 (cd /work/run-24 && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions \
    "benchmark.phases=[table]" benchmark.out_dir=/work/main/results/fsdd_additions) >> results/fsdd_additions/console.log 2>&1
+# 3. the verdict's evidence: EventProp's tuned configuration for 120 epochs instead of 60 (seed 0, the same code as its
+#    cells: 70f95e2), whether its gap to BPTT is budget (it was still climbing at epoch 60) or not
+LONG=results/fsdd_verdict/longer/eventprop-120ep-s0
+if [ ! -f $LONG/results.yaml ]; then
+  RESUME=; [ -f $LONG/checkpoints/last.ckpt ] && RESUME=ckpt_path=/work/main/$LONG/checkpoints/last.ckpt
+  (cd /work/run-verdict && OMP_NUM_THREADS=1 python train.py experiment=fsdd test_checkpoint=last algorithm=eventprop \
+     logger=csv trainer.enable_progress_bar=false model.hidden=256 model.recurrent=true optim.lr=0.006352196102247068 \
+     optim.scheduler=none model.tau_mem=0.0185493365053558 model.tau_syn=0.0016629685297589426 \
+     loss.reg_strength=0.00011718644587660482 loss.reg_target=6.1104116024461534 data.augment.shift=35 \
+     data.augment.dropout=0.2632950543881133 data.augment.blend_prob=0.17532166444681513 model.threshold=1.528113840724665 \
+     loss.reg_form=gradient loss.kind=sum_exp algorithm.silent_lift=0.011455966357365446 data.dt=0.001 \
+     model.integration=held trainer.max_epochs=120 seed=0 output_dir=/work/main/$LONG $RESUME) >> $LONG.log 2>&1
+fi
 echo "$(date -u '+%Y-%m-%d %H:%M:%S') worker A (re)started by results/run-core-A.sh" >> results/fsdd_verdict/pauses.log
 exec bash results/fsdd_verdict/run-A.sh >> results/fsdd_verdict/console-A.log 2>&1
