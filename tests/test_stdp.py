@@ -143,3 +143,22 @@ def test_with_a_schedule_the_layer_learns_first_then_only_the_readout_on_the_fro
     assert torch.equal(module.net.w_in.detach(), w1) and torch.equal(module.theta, theta1)
     assert module.net.w_out.grad is not None and module.net.w_out.grad.abs().sum() > 0
     assert "plasticity in the first 2 epoch(s)" in module.heuristics()[-1]
+
+
+def test_the_adaptive_threshold_rises_by_theta_plus_per_spike_and_decays_towards_the_threshold(one_thread):
+    """homeostasis=spike (Diehl & Cook): ϑ_j ← ϑ + (ϑ_j − ϑ) e^{−B·T/τ_ϑ} + ϑ₊ n_j after a training batch, n_j the
+    neuron's spikes in it (under the thresholds before the update); a silent neuron only decays."""
+    module = module_for(["algorithm=stdp", "model.hidden=8", "data.channels=12", "data.duration=0.05",
+                         "algorithm.init_fraction=1.0", "algorithm.inhibition=0.0", "algorithm.homeostasis=spike",
+                         "algorithm.theta_plus=0.01", "algorithm.theta_tau=0.5"])
+    theta0 = float(module.cfg.model.threshold)
+    module.theta.fill_(theta0 + 0.2)  # an earlier rise
+    module.theta[0] = 1e6  # a neuron that cannot fire
+    x = (torch.rand(4, 50, 12, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    counts = module.hidden_spikes(x).sum((0, 1))
+    assert counts[0] == 0 and counts[1:].sum() > 0
+    module.forward_backward(x, torch.tensor([0, 1, 2, 3]))
+    decay = math.exp(-4 * 50 * module.net.hidden.dt / 0.5)
+    expected = theta0 + (torch.tensor([1e6] + [theta0 + 0.2] * 7) - theta0) * decay + 0.01 * counts
+    torch.testing.assert_close(module.theta, expected.to(module.theta.dtype))
+    assert "adaptive threshold" in " ".join(module.heuristics())

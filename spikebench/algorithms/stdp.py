@@ -6,9 +6,15 @@ unsupervised digit networks of Diehl & Cook 2015 ("Unsupervised learning of digi
 spike-timing-dependent plasticity", Front. Comput. Neurosci. 9:99): excitatory input weights in [w_min, w_max],
 lateral inhibition (every hidden spike inhibits the other hidden neurons with weight −`inhibition`, the fixed
 recurrent weights; `model.recurrent` is ignored), optionally the normalisation of each neuron's input weights to a
-fixed sum (`weight_sum`, after every update, as Diehl & Cook do) and homeostasis (a per-neuron threshold ϑ_j that rises when the
-neuron fires above `target_rate` and falls back when it fires below, never under `model.threshold`, once per
-batch: ϑ_j ← max(ϑ, ϑ_j + η_ϑ (r_j − r_target) / r_target); as Diehl & Cook's adaptive threshold, it only adds).
+fixed sum (`weight_sum`, after every update, as Diehl & Cook do) and homeostasis of a per-neuron threshold ϑ_j ≥ ϑ
+(`model.threshold`), updated once per training batch, by `algorithm.homeostasis`:
+  rate   towards a target rate: ϑ_j ← max(ϑ, ϑ_j + η_ϑ (r_j − r_target) / r_target), r_j the neuron's rate in the batch
+         (Hz). A neuron firing below the target only falls back to ϑ: one that never fires is never helped.
+  spike  Diehl & Cook's adaptive threshold: every spike of neuron j raises ϑ_j by ϑ₊ (`theta_plus`), and ϑ_j − ϑ decays
+         with τ_ϑ (`theta_tau`; theirs 10⁷ ms): ϑ_j ← ϑ + (ϑ_j − ϑ) e^{−B·T/τ_ϑ} + ϑ₊ n_j, n_j the neuron's spikes in
+         the batch of B samples of T seconds. There is no target: a neuron that keeps winning keeps becoming harder
+         to fire, until the others win; so every neuron gets its turn to learn. Batched, the samples of one batch share
+         one threshold (they are not presented one after another as in the paper) and their spikes are added at its end.
 
 The rule (pair-based STDP with traces, Song, Miller & Abbott 2000; Morrison, Diesmann & Gerstner 2008): a pre
 trace per input channel and a post trace per hidden neuron,
@@ -99,7 +105,9 @@ class STDP(SpikingModule):
         a = self.cfg.algorithm
         readout = ("readout by label assignment (Diehl & Cook 2015)" if a.readout == "assignment"
                    else "readout trained by gradient on W_out only")
-        out = [f"{a.rule} STDP of W_in (no gradient, no label)", "lateral inhibition", "threshold homeostasis", readout]
+        homeostasis = ("adaptive threshold (+ϑ₊ per spike, Diehl & Cook 2015)" if a.homeostasis == "spike"
+                       else "threshold homeostasis towards a target rate")
+        out = [f"{a.rule} STDP of W_in (no gradient, no label)", "lateral inhibition", homeostasis, readout]
         if a.plastic_epochs is not None:
             out.append(f"plasticity in the first {a.plastic_epochs} epoch(s), then the readout on the frozen layer")
         return out
@@ -149,6 +157,18 @@ class STDP(SpikingModule):
             out[:, t] = s
         return out
 
+    def adapt_thresholds(self, spikes: torch.Tensor) -> None:
+        """One batch's homeostasis of ϑ_j (module docstring, `algorithm.homeostasis`); spikes (batch, time, hidden)."""
+        a, theta0 = self.cfg.algorithm, float(self.cfg.model.threshold)  # ϑ_j never goes under the neuron's own ϑ
+        batch, steps = spikes.shape[0], spikes.shape[1]
+        if a.homeostasis == "spike":
+            counts = mean_over_processes(spikes.sum((0, 1)))  # n_j
+            decay = math.exp(-batch * steps * self.net.hidden.dt / a.theta_tau)
+            self.theta.sub_(theta0).mul_(decay).add_(theta0 + a.theta_plus * counts)
+        else:
+            rate = mean_over_processes(spikes.sum((0, 1)) / (batch * steps * self.net.hidden.dt))  # Hz
+            self.theta.add_(a.theta_lr * (rate - a.target_rate) / a.target_rate).clamp_(min=theta0)
+
     def plastic(self) -> bool:
         """Whether W_in and the thresholds learn in this epoch: always, or (`algorithm.plastic_epochs`) in the first
         epochs only, after which the layer is frozen and only the readout learns (Diehl & Cook 2015's schedule)."""
@@ -165,9 +185,7 @@ class STDP(SpikingModule):
                 net.w_in.add_(dw).clamp_(a.w_min, a.w_max)
                 if a.weight_sum is not None:  # every neuron's input weights sum to weight_sum (Diehl & Cook 2015)
                     normalise_columns(net.w_in, float(a.weight_sum), a.w_min, a.w_max)
-                rate = mean_over_processes(spikes.sum((0, 1)) / (x.shape[0] * x.shape[1] * net.hidden.dt))  # Hz
-                theta0 = float(self.cfg.model.threshold)  # the threshold only rises above the neuron's own
-                self.theta.add_(a.theta_lr * (rate - a.target_rate) / a.target_rate).clamp_(min=theta0)
+                self.adapt_thresholds(spikes)
         net.w_in.grad = None
         counts = spikes.sum(1)
         if a.readout == "assignment":
