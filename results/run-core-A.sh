@@ -1,13 +1,17 @@
 #!/bin/bash
 # The first core's queue (from 2026-12-05), each step resumable: rerun this script after a stop.
 #   setsid nohup bash results/run-core-A.sh > results/console-core-A-<n>.log 2>&1 < /dev/null &
-# 1. issue 24's small runs (conversion curve, STDP at three sizes) and 2. issue 25's shared-setting table, both from
-# the worktree /work/run-24 at commit 47eea95 (git worktree add /work/run-24 47eea95); 3. a longer EventProp run and
-# 4. the verdict's worker A (results/fsdd_verdict/run-A.sh: the LSTM's remaining cells), both at 70f95e2. Steps 1–3
-# use the slack of the verdict's first core: its LSTM cells take about half the time of the second core's ParaLIF
-# cells (results/fsdd_verdict/README.md).
+# 1. issue 24's small runs (conversion curve, STDP at three sizes) from the worktree /work/run-24 at commit 47eea95
+# (git worktree add --detach /work/run-24 47eea95), 1b. STDP with the adaptive threshold from /work/run-24b at c332672,
+# 2. issue 25's shared-setting table (/work/run-24), 3. a longer EventProp run and 4. the verdict's worker A
+# (results/fsdd_verdict/run-A.sh: the LSTM's remaining cells), both at 70f95e2 (/work/run-verdict). Steps 1–3 use the
+# slack of the verdict's first core: its LSTM cells take about half the time of the second core's ParaLIF cells
+# (results/fsdd_verdict/README.md).
 cd /work/main
 bash results/fsdd_families/run-side.sh >> results/fsdd_families/console-side.log 2>&1
+# 1b. STDP with Diehl & Cook's adaptive threshold (a separate benchmark: c332672 added the option)
+(cd /work/run-24b && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_stdp_threshold \
+   benchmark.out_dir=/work/main/results/fsdd_stdp_threshold) >> results/fsdd_stdp_threshold-console.log 2>&1
 mkdir -p results/fsdd_additions
 (cd /work/run-24 && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions \
    "benchmark.phases=[table]" benchmark.out_dir=/work/main/results/fsdd_additions) >> results/fsdd_additions/console.log 2>&1
