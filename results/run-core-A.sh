@@ -1,32 +1,32 @@
 #!/bin/bash
 # The first core's queue (from 2026-12-05), each step resumable: rerun this script after a stop.
 #   setsid nohup bash results/run-core-A.sh > results/console-core-A-<n>.log 2>&1 < /dev/null &
-# 1. issue 24's small runs (conversion curve, STDP at three sizes) from the worktree /work/run-24 at commit 47eea95
-# (git worktree add --detach /work/run-24 47eea95), 1b. STDP with the adaptive threshold from /work/run-24b at c332672,
-# 2. issue 25's shared-setting table (/work/run-24), 3. a longer EventProp run and 4. the verdict's worker A
-# (results/fsdd_verdict/run-A.sh: the LSTM's remaining cells), both at 70f95e2 (/work/run-verdict). Steps 1–3 use the
-# slack of the verdict's first core: its LSTM cells take about half the time of the second core's ParaLIF cells
-# (results/fsdd_verdict/README.md).
-cd /work/main
-bash results/fsdd_families/run-side.sh >> results/fsdd_families/console-side.log 2>&1
-# 1b. STDP with Diehl & Cook's adaptive threshold (a separate benchmark: c332672 added the option)
-(cd /work/run-24b && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_stdp_threshold \
-   benchmark.out_dir=/work/main/results/fsdd_stdp_threshold) >> results/fsdd_stdp_threshold-console.log 2>&1
-mkdir -p results/fsdd_additions
-(cd /work/run-24 && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions \
-   "benchmark.phases=[table]" benchmark.out_dir=/work/main/results/fsdd_additions) >> results/fsdd_additions/console.log 2>&1
-# 3. the verdict's evidence: EventProp's tuned configuration for 120 epochs instead of 60 (seed 0, the same code as its
-#    cells: 70f95e2), whether its gap to BPTT is budget (it was still climbing at epoch 60) or not
-LONG=results/fsdd_verdict/longer/eventprop-120ep-s0
-if [ ! -f $LONG/results.yaml ]; then
-  RESUME=; [ -f $LONG/checkpoints/last.ckpt ] && RESUME=ckpt_path=/work/main/$LONG/checkpoints/last.ckpt
-  (cd /work/run-verdict && OMP_NUM_THREADS=1 python train.py experiment=fsdd test_checkpoint=last algorithm=eventprop \
-     logger=csv trainer.enable_progress_bar=false model.hidden=256 model.recurrent=true optim.lr=0.006352196102247068 \
-     optim.scheduler=none model.tau_mem=0.0185493365053558 model.tau_syn=0.0016629685297589426 \
-     loss.reg_strength=0.00011718644587660482 loss.reg_target=6.1104116024461534 data.augment.shift=35 \
-     data.augment.dropout=0.2632950543881133 data.augment.blend_prob=0.17532166444681513 model.threshold=1.528113840724665 \
-     loss.reg_form=gradient loss.kind=sum_exp algorithm.silent_lift=0.011455966357365446 data.dt=0.001 \
-     model.integration=held trainer.max_epochs=120 seed=0 output_dir=/work/main/$LONG $RESUME) >> $LONG.log 2>&1
-fi
-echo "$(date -u '+%Y-%m-%d %H:%M:%S') worker A (re)started by results/run-core-A.sh" >> results/fsdd_verdict/pauses.log
-exec bash results/fsdd_verdict/run-A.sh >> results/fsdd_verdict/console-A.log 2>&1
+# The whole body is one function, read before it runs: bash reads a script as it goes, so editing a running queue
+# changed what it ran (2026-12-05: the EventProp run and STDP's adaptive threshold were skipped that way).
+# Done before 2026-12-05 10:00 UTC: issue 24's small runs (results/fsdd_families/run-side.sh) and issue 25's
+# shared-setting table (results/fsdd_additions), both from /work/run-24 (47eea95).
+# 1. the verdict's worker A: the LSTM's left-out speakers and its seed 4 (results/fsdd_verdict/run-A.sh, 70f95e2);
+# 2. the verdict's evidence: EventProp's tuned configuration for 120 epochs instead of 60 (seed 0, the same code as its
+#    cells: 70f95e2, /work/run-verdict), whether its gap is budget (it was still climbing at epoch 60) or not;
+# 3. STDP with Diehl & Cook's adaptive threshold, a separate benchmark (c332672 added the option; /work/run-24b).
+main() {
+  cd /work/main || exit 1
+  echo "$(date -u '+%Y-%m-%d %H:%M:%S') worker A (re)started by results/run-core-A.sh" >> results/fsdd_verdict/pauses.log
+  bash results/fsdd_verdict/run-A.sh >> results/fsdd_verdict/console-A.log 2>&1
+  local LONG=results/fsdd_verdict/longer/eventprop-120ep-s0
+  mkdir -p "$LONG"
+  if [ ! -f $LONG/results.yaml ]; then
+    local RESUME=
+    [ -f $LONG/checkpoints/last.ckpt ] && RESUME=ckpt_path=/work/main/$LONG/checkpoints/last.ckpt
+    (cd /work/run-verdict && OMP_NUM_THREADS=1 python train.py experiment=fsdd test_checkpoint=last algorithm=eventprop \
+       logger=csv trainer.enable_progress_bar=false model.hidden=256 model.recurrent=true optim.lr=0.006352196102247068 \
+       optim.scheduler=none model.tau_mem=0.0185493365053558 model.tau_syn=0.0016629685297589426 \
+       loss.reg_strength=0.00011718644587660482 loss.reg_target=6.1104116024461534 data.augment.shift=35 \
+       data.augment.dropout=0.2632950543881133 data.augment.blend_prob=0.17532166444681513 model.threshold=1.528113840724665 \
+       loss.reg_form=gradient loss.kind=sum_exp algorithm.silent_lift=0.011455966357365446 data.dt=0.001 \
+       model.integration=held trainer.max_epochs=120 seed=0 output_dir=/work/main/$LONG $RESUME) >> $LONG.log 2>&1
+  fi
+  (cd /work/run-24b && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_stdp_threshold \
+     benchmark.out_dir=/work/main/results/fsdd_stdp_threshold) >> results/fsdd_stdp_threshold-console.log 2>&1
+}
+main "$@"; exit

@@ -6,6 +6,6 @@
 OUT=/work/main/results/fsdd_verdict
 export OMP_NUM_THREADS=1
 cd /work/run-verdict-eprop && python -m spikebench.sweeps.benchmark benchmark=fsdd_verdict benchmark.out_dir=$OUT "benchmark.only=[tune-eprop,tuned-eprop-*,loso-eprop-*]" benchmark.tuning.space_dir=/work/run-verdict/spikebench/sweeps/spaces
-# (from 2026-12-05: the LSTM's left-out speakers only; its remaining seeds, tuned-lstm-*, run after ParaLIF in the
-# second core, results/run-core-B.sh, so that the two cores finish at about the same time)
-cd /work/run-verdict && python -m spikebench.sweeps.benchmark benchmark=fsdd_verdict benchmark.out_dir=$OUT "benchmark.only=[loso-lstm-*]"
+# (from 2026-12-05: the LSTM's left-out speakers and its seed 4; its seeds 1-3 run after ParaLIF in the second core,
+# results/run-core-B.sh, so that the two cores finish at about the same time)
+cd /work/run-verdict && python -m spikebench.sweeps.benchmark benchmark=fsdd_verdict benchmark.out_dir=$OUT "benchmark.only=[loso-lstm-*,tuned-lstm-h256-rec-s4]"
