@@ -66,6 +66,15 @@ def test_learning_curves_take_one_value_per_epoch_from_the_epoch_end_rows_and_re
     assert "| tuned-bptt-s0 | bptt | 3 | 70.0 % (2) | 65.0 % | 60.0 % | 61.0 % |" in (tmp_path / "c.md").read_text()
 
 
+def test_learning_curves_coloured_by_run_tell_two_variants_of_one_algorithm_apart(tmp_path):
+    from spikebench.sweeps.diagnostics import learning_curves as LC
+
+    curves = [{"name": n, "algorithm": "stdp", "epochs": [1, 2], "val": [0.1, 0.2], "train": [0.1, 0.3], "test": None}
+              for n in ("stdp-h64", "stdp_dc-h64")]
+    assert LC.plot(curves, tmp_path / "a.png") == ["stdp"]
+    assert sorted(LC.plot(curves, tmp_path / "r.png", by="run")) == ["stdp-h64", "stdp_dc-h64"]
+
+
 def test_study_trials_lists_the_best_finished_trials_of_a_journal_best_first_with_their_epochs(tmp_path, capsys):
     import optuna
     from optuna.storages.journal import JournalFileBackend

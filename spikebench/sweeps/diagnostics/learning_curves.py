@@ -2,6 +2,7 @@
 
     python -m spikebench.sweeps.diagnostics.learning_curves results/fsdd_tuned/cells/tuned-* --out curves.png
     python -m spikebench.sweeps.diagnostics.learning_curves runs/a runs/b --out curves.png --table curves.md
+    python -m spikebench.sweeps.diagnostics.learning_curves results/fsdd_stdp/cells/* --out curves.png --colour-by run
 
 Each RUN is a run folder (train.py's output_dir, a benchmark cell): its metrics.csv (Lightning's CSV logger: one
 row per logged step, the epoch metrics on the rows of each epoch's end) and config.yaml (the algorithm's name).
@@ -57,18 +58,21 @@ def table(curves: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(curves: list[dict], path: Path) -> None:
+def plot(curves: list[dict], path: Path, by: str = "algorithm") -> list[str]:
+    """One colour per algorithm (by="algorithm") or per run folder (by="run": variants of one algorithm apart);
+    returns the legend's labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    algorithms = sorted({c["algorithm"] for c in curves})
-    colour = {a: plt.get_cmap("tab10")(i) for i, a in enumerate(algorithms)}
+    key = "name" if by == "run" else "algorithm"
+    groups = sorted({c[key] for c in curves})
+    colour = {a: plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")(i % 20) for i, a in enumerate(groups)}
     fig, ax = plt.subplots(figsize=(8, 5))
     labelled: set[str] = set()
     for c in curves:
-        a = c["algorithm"]
+        a = c[key]
         ax.plot(c["epochs"], [100 * v for v in c["val"]], "-", color=colour[a], label=None if a in labelled else a, lw=1.2)
         ax.plot(c["epochs"], [100 * v for v in c["train"]], ":", color=colour[a], lw=1.0)
         labelled.add(a)
@@ -79,6 +83,7 @@ def plot(curves: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return [t.get_text() for t in ax.get_legend().get_texts()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path, help="run folders holding metrics.csv")
     ap.add_argument("--out", type=Path, required=True, help="the figure (.png)")
     ap.add_argument("--table", type=Path, help="also write the table (markdown) here")
+    ap.add_argument("--colour-by", choices=["algorithm", "run"], default="algorithm",
+                    help="one colour per algorithm (default) or per run folder (variants of one algorithm)")
     args = ap.parse_args(argv)
     missing = [str(r) for r in args.runs if not (r / "metrics.csv").is_file()]
     if missing:
         ap.error(f"no metrics.csv in {', '.join(missing)}")
     curves = [read_curve(r) for r in args.runs]
-    plot(curves, args.out)
+    plot(curves, args.out, by=args.colour_by)
     text = table(curves)
     if args.table:
         args.table.write_text(text + "\n")
