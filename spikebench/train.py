@@ -278,6 +278,7 @@ def run(cfg: DictConfig, callbacks: list | None = None, command: list[str] | Non
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
     from lightning.pytorch.utilities import rank_zero_only
 
     from spikebench.algorithms import build_module
@@ -319,6 +320,8 @@ def run(cfg: DictConfig, callbacks: list | None = None, command: list[str] | Non
     os.environ[RUN_DIR_ENV] = str(out)  # for the processes that trainer.devices=N starts (see RUN_DIR_ENV)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    except SIGTERMException as stop:  # Lightning's own SIGTERM handler runs beside ours, and its check at an epoch's
+        raise Interrupted(signal.SIGTERM, out) from stop  # end can come first: a SystemExit whose status would be 0
     finally:
         merge_metrics()
         if launched is None:

@@ -181,7 +181,8 @@ def test_sigterm_stops_with_status_143_and_resume_ends_with_the_uninterrupted_ru
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM and err.strip().splitlines()[-1].startswith("stopped: interrupted by SIGTERM")
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("stopped: interrupted by SIGTERM")
     assert torch.load(cut / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] < 2
     resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={cut}"], capture_output=True, text=True,
                              cwd=ROOT)
@@ -191,6 +192,28 @@ def test_sigterm_stops_with_status_143_and_resume_ends_with_the_uninterrupted_ru
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     val = lambda run: [r.split(",")[0] for r in (run / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
     assert val(whole) == val(cut)  # the rows of the epochs before the interruption are kept
+
+
+def test_sigterm_at_an_epochs_end_stops_as_interrupted_not_as_a_silent_exit_with_status_0(tmp_path):
+    """Lightning's own SIGTERM handler runs beside the suite's and checks at each epoch's end, before the suite's
+    per-batch check: its SystemExit (status 0) would end a preempted run as if it had finished."""
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    class TermAtFirstEpochEnd(Callback):
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    run = tmp_path / "run"
+    cfg = compose_config(overrides_for(tmp_path, "trainer.max_epochs=3", "trainer.limit_train_batches=2",
+                                       "model.hidden=16", "test=false", f"output_dir={run}"))
+    with pytest.raises(train.Interrupted, match="interrupted by SIGTERM"):
+        train.run(cfg, callbacks=[TermAtFirstEpochEnd()])
+    import torch
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert not (run / "results.yaml").exists()
 
 
 def test_resume_refuses_another_network_and_a_checkpoint_of_another_algorithm(tmp_path):
