@@ -136,3 +136,21 @@ def test_receptive_fields_script_writes_its_table_and_picture(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "| stdp-s0 | 4 | 0.000 / 0.000 | 4 |" in (tmp_path / "f.md").read_text()
     assert (tmp_path / "f.png").stat().st_size > 1000
+
+
+def test_epoch_costs_re_times_a_run_folder_with_its_own_settings_and_names_it_in_the_row(tmp_path, capsys):
+    from spikebench import train
+    from spikebench.configs import compose_config
+    from spikebench.sweeps.diagnostics import epoch_costs as EC
+
+    from conftest import overrides_for
+
+    run = tmp_path / "tuned-x-s0"
+    train.run(compose_config(overrides_for(tmp_path, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                                           "model.hidden=12", "data.dt=2e-3", "test=false", f"output_dir={run}")))
+    cfg = EC.case_config(None, None, str(run), 3, ["trainer.limit_train_batches=1"], str(tmp_path / "again"))
+    assert (cfg.model.hidden, cfg.data.dt, cfg.trainer.max_epochs, cfg.test, cfg.ckpt_path) == (12, 2e-3, 3, False, None)
+    assert cfg.output_dir == str(tmp_path / "again")
+    EC.main(["--runs", str(run), "--epochs", "1", "--", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| tuned-x-s0 |")]
+    assert len(row) == 1 and row[0].split("|")[2].strip() == "bptt", row
