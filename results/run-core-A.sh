@@ -6,8 +6,10 @@
 # Done before 2026-12-05 10:00 UTC: issue 24's small runs (results/fsdd_families/run-side.sh) and issue 25's
 # shared-setting table (results/fsdd_additions), both from /work/run-24 (47eea95).
 # 1. the verdict's worker A: the LSTM's left-out speakers and its seed 4 (results/fsdd_verdict/run-A.sh, 70f95e2);
-# 2. the verdict's evidence: EventProp's tuned configuration for 120 epochs instead of 60 (seed 0, the same code as its
-#    cells: 70f95e2, /work/run-verdict), whether its gap is budget (it was still climbing at epoch 60) or not;
+# 2. the verdict's evidence: EventProp's tuned configuration for 120 epochs instead of 60 (seed 0), whether its gap is
+#    budget (it was still climbing at epoch 60) or not; at 03a43c1 (git worktree add --detach /work/run-timing
+#    03a43c1), whose EventProp step is ≈6× faster than 70f95e2's (results/fsdd_verdict/retiming.md); run first on
+#    2026-12-05 with worker A's cell paused (pauses.log);
 # 3. STDP with Diehl & Cook's adaptive threshold, a separate benchmark (c332672 added the option; /work/run-24b).
 main() {
   cd /work/main || exit 1
@@ -18,7 +20,7 @@ main() {
   if [ ! -f $LONG/results.yaml ]; then
     local RESUME=
     [ -f $LONG/checkpoints/last.ckpt ] && RESUME=ckpt_path=/work/main/$LONG/checkpoints/last.ckpt
-    (cd /work/run-verdict && OMP_NUM_THREADS=1 python train.py experiment=fsdd test_checkpoint=last algorithm=eventprop \
+    (cd /work/run-timing && OMP_NUM_THREADS=1 python train.py experiment=fsdd test_checkpoint=last algorithm=eventprop \
        logger=csv trainer.enable_progress_bar=false model.hidden=256 model.recurrent=true optim.lr=0.006352196102247068 \
        optim.scheduler=none model.tau_mem=0.0185493365053558 model.tau_syn=0.0016629685297589426 \
        loss.reg_strength=0.00011718644587660482 loss.reg_target=6.1104116024461534 data.augment.shift=35 \
