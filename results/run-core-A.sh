@@ -10,7 +10,8 @@
 #    budget (it was still climbing at epoch 60) or not; at 03a43c1 (git worktree add --detach /work/run-timing
 #    03a43c1), whose EventProp step is ≈6× faster than 70f95e2's (results/fsdd_verdict/retiming.md); run first on
 #    2026-12-05 with worker A's cell paused (pauses.log);
-# 3. STDP with Diehl & Cook's adaptive threshold, a separate benchmark (c332672 added the option; /work/run-24b).
+# 3. STDP with Diehl & Cook's adaptive threshold, a separate benchmark (c332672 added the option; /work/run-24b);
+# 4. issue 25's studies, retraining and left-out speakers (results/run-next-A.sh).
 # 2b. the same at each left-out speaker (data.leave_out=k, the loso cells' only difference from the seed-0 cell)
 longer_loso() {
   local k L R
@@ -48,5 +49,6 @@ main() {
   longer_loso
   (cd /work/run-24b && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_stdp_threshold \
      benchmark.out_dir=/work/main/results/fsdd_stdp_threshold) >> results/fsdd_stdp_threshold-console.log 2>&1
+  bash results/run-next-A.sh   # 4. then issue 25's studies (results/run-next-A.sh)
 }
 main "$@"; exit

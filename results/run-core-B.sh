@@ -11,5 +11,6 @@ main() {
   cd /work/run-verdict || exit 1
   python -m spikebench.sweeps.benchmark benchmark=fsdd_verdict benchmark.out_dir=$OUT "benchmark.only=[tune-paralif,tuned-paralif-*,loso-paralif-*]" >> $OUT/console-B.log 2>&1
   python -m spikebench.sweeps.benchmark benchmark=fsdd_verdict benchmark.out_dir=$OUT "benchmark.only=[tuned-lstm-h256-rec-s1,tuned-lstm-h256-rec-s2,tuned-lstm-h256-rec-s3]" >> $OUT/console-B.log 2>&1
+  cd /work/main && bash results/run-next-B.sh   # then issue 24's architecture study (results/run-next-B.sh)
 }
 main "$@"; exit

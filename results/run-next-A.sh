@@ -1,0 +1,13 @@
+#!/bin/bash
+# After the verdict, the first core: issue 25's studies, their 3-seed retraining and left-out-speaker cells
+# (benchmark=fsdd_additions, phases tune/tuned/loso; its table phase finished at 47eea95, and its cells' config hashes
+# are the same at 03a43c1, so they are kept), from the worktree /work/run-next at 03a43c1
+# (git worktree add --detach /work/run-next 03a43c1). Resumable: rerun after a stop.
+#   setsid nohup bash results/run-next-A.sh > results/console-next-A-<n>.log 2>&1 < /dev/null &
+# The body is one function, read whole before it runs.
+main() {
+  cd /work/run-next || exit 1
+  OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions \
+    benchmark.out_dir=/work/main/results/fsdd_additions >> /work/main/results/fsdd_additions/console.log 2>&1
+}
+main "$@"; exit

@@ -1,0 +1,13 @@
+#!/bin/bash
+# After the verdict, the second core: issue 24's architecture study (benchmark=fsdd_architecture: EventProp and BPTT
+# at their verdict-tuned settings, hidden 64…1024 × feed-forward/recurrent, 2 seeds, test file and left-out speaker
+# 1), from the worktree /work/run-next at 03a43c1. Resumable: rerun after a stop.
+#   setsid nohup bash results/run-next-B.sh > results/console-next-B-<n>.log 2>&1 < /dev/null &
+# The body is one function, read whole before it runs.
+main() {
+  mkdir -p /work/main/results/fsdd_architecture
+  cd /work/run-next || exit 1
+  OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_architecture \
+    benchmark.out_dir=/work/main/results/fsdd_architecture >> /work/main/results/fsdd_architecture/console.log 2>&1
+}
+main "$@"; exit
