@@ -130,7 +130,8 @@ def interruption_callback():
     """A Lightning callback that stops training at the end of the current batch once SIGTERM or SIGINT has
     arrived (a second SIGINT stops at once), raising `Interrupted`. Nothing of the unfinished epoch is saved:
     `checkpoints/last.ckpt` is the last completed epoch, and with `EpochSeed` a resumed run repeats the
-    interrupted epoch exactly."""
+    interrupted epoch exactly. (Lightning's own SIGTERM handler runs beside this one and may stop first, at an
+    epoch's end; `run` turns its SIGTERMException into the same `Interrupted`.)"""
     from lightning.pytorch.callbacks import Callback
 
     class Interruption(Callback):

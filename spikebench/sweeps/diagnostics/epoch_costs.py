@@ -72,11 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         return
     from spikebench.configs import ConfigError
 
-    cases = ([("-", "-", r) for r in a.runs] if a.runs else
-             [(algorithm, fmt, "-") for algorithm in a.algorithms for fmt in a.formats])
-    for algorithm, fmt, saved in cases:  # every case's config checked before the first runs
+    cases = ([(None, None, r) for r in a.runs] if a.runs else
+             [(algorithm, fmt, None) for algorithm in a.algorithms for fmt in a.formats])
+    for case in cases:  # every case's config checked before the first runs
         try:
-            case_config(*(x if x != "-" else None for x in (algorithm, fmt, saved)), a.epochs, a.overrides, "unused")
+            case_config(*case, a.epochs, a.overrides, "unused")
         except ConfigError as err:
             ap.error(str(err))
     setting = "each run's own configuration" if a.runs else "experiment=fsdd"
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---" * (7 if a.runs else 6) + "|")
     for algorithm, fmt, saved in cases:
         before = os.getloadavg()[0]
-        cmd = [sys.executable, "-m", "spikebench.sweeps.diagnostics.epoch_costs", "--one", algorithm, fmt, saved,
+        cmd = [sys.executable, "-m", "spikebench.sweeps.diagnostics.epoch_costs", "--one",
+               *(x or "-" for x in (algorithm, fmt, saved)),  # "-": not given
                "--epochs", str(a.epochs), "--threads", str(a.threads), "--", *a.overrides]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
