@@ -4,10 +4,13 @@
 # are the same at 03a43c1, so they are kept), from the worktree /work/run-next at 03a43c1
 # (git worktree add --detach /work/run-next 03a43c1). Resumable: rerun after a stop.
 #   setsid nohup bash results/run-next-A.sh > results/console-next-A-<n>.log 2>&1 < /dev/null &
+# From 2026-12-05 19:55 this core runs the BPTT rows only (`benchmark.only=['*bptt*']`: bptt, bptt_delays, bptt_adlif);
+# the second core takes the EventProp rows after the architecture study (run-next-B.sh). Selection changes no cell's
+# config, so finished cells are kept. When both are done, the plain command (without `only`) writes the final reports.
 # The body is one function, read whole before it runs.
 main() {
   cd /work/run-next || exit 1
-  OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions \
+  OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions "benchmark.only=['*bptt*']" \
     benchmark.out_dir=/work/main/results/fsdd_additions >> /work/main/results/fsdd_additions/console.log 2>&1
 }
 main "$@"; exit

@@ -32,3 +32,26 @@ def test_architecture_table_gives_t_intervals_over_seeds_and_the_recurrent_gain_
     gain_half = t * np.std([20.0, 16.0], ddof=1) / np.sqrt(2)
     assert f"| eventprop | 55.0 ± {ff_half:.1f} | 73.0 ± " in text
     assert f"| eventprop | +18.0 ± {gain_half:.1f} |" in text and "| eventprop | 2 | 2 |" in text
+
+
+def test_recurrence_bootstrap_resolves_a_gain_on_shared_recordings_and_not_a_null_one():
+    """Recurrent right on 80 of 100 recordings, feed-forward on 60 (both seeds alike): +20 points, an interval
+    that excludes 0; two forms right on the same recordings: 0 with an interval [0, 0] that is not resolved.
+    A size where one form has no finished cell shows –."""
+    rng = np.random.default_rng(1)
+    ff = np.zeros(100, np.int8)
+    ff[rng.permutation(100)[:60]] = 1
+    rec = ff.copy()
+    rec[np.flatnonzero(ff == 0)[:20]] = 1  # right on 20 more recordings
+    correct = {("bptt", 64, False): [ff, ff], ("bptt", 64, True): [rec, rec],
+               ("eventprop", 64, False): [ff, ff], ("eventprop", 64, True): [ff.copy(), ff.copy()],
+               ("bptt", 128, False): [ff]}
+    text = BR.recurrence_bootstrap(correct, ["bptt", "eventprop"], [64, 128])
+    bptt_row = next(line for line in text.splitlines() if line.startswith("| bptt |"))
+    ep_row = next(line for line in text.splitlines() if line.startswith("| eventprop |"))
+    first = bptt_row.split("|")[2].strip()
+    assert first.startswith("+20.0 [") and first.endswith("✓")
+    lo = float(first.split("[")[1].split(",")[0])
+    assert 10.0 < lo < 20.0  # a 20-point paired gain on 100 recordings: the interval's low end sits well above 0
+    assert ep_row.split("|")[2].strip() == "+0.0 [+0.0, +0.0]"
+    assert bptt_row.split("|")[3].strip() == "–"

@@ -54,3 +54,16 @@ def test_a_bug_in_a_trial_fails_that_trial_with_its_traceback_and_the_study_goes
     assert optimize.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "error: model.x=3: a value the user chose"
+
+
+def test_an_unquoted_star_pattern_in_a_list_override_is_a_one_line_error_that_shows_the_quoting():
+    """`[*bptt*]` is a YAML alias, not a list of one pattern: the benchmark once read it as the string '[*bptt*]'
+    and said 'expected a list, e.g. [[*bptt*]]'. The message now names the cause and the quoted form; the quoted
+    form reads as a list, and a plain string value still reads as itself."""
+    from spikebench.configs.parse import parse_item
+    from spikebench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"quote items that start with \*.*\['\*bptt\*'\]"):
+        parse_item("benchmark.only=[*bptt*]")
+    assert parse_item("benchmark.only=['*bptt*']") == ("benchmark.only", ["*bptt*"])
+    assert parse_item("data.root=~/data/*shd") == ("data.root", "~/data/*shd")

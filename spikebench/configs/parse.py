@@ -67,7 +67,11 @@ def parse_item(item: str) -> tuple[str, Any]:
     key, raw = arg.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+    except yaml.YAMLError as err:
+        if raw.lstrip().startswith(("[", "{")):  # a list or mapping the user meant, which YAML cannot read
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"override '{item}': not a YAML list or mapping ({problem}); quote items that start "
+                              f"with *, &, ! or contain ': ', e.g. {key}=['*bptt*']") from None
         value = raw
     return key.strip().lstrip("+"), value
 

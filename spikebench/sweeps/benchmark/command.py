@@ -36,10 +36,11 @@ resolved config is skipped: rerunning the command resumes (a cell whose training
 did not is not retrained). Every cell is seeded (`seed`, through L.seed_everything in train.run): on CPU the
 same command reproduces the accuracy figures exactly.
 
-`benchmark.only=[<cell name or shell pattern>, …]` runs only those cells and then writes the reports from every cell
-that has finished, wherever it ran: so a job scheduler can fan the cells out (one array task per cell), and the
-studies can share a database (`benchmark.tuning.storage=postgresql://user@host/db`, password from PGPASSWORD or
-~/.pgpass), with several machines running the same study cell at once.
+`benchmark.only=[<cell name or shell pattern>, …]` (quote a pattern that starts with *, a YAML alias otherwise:
+"benchmark.only=['*bptt*']") runs only those cells and then writes the reports from every cell that has finished,
+wherever it ran: so a job scheduler can fan the cells out (one array task per cell), and the studies can share a
+database (`benchmark.tuning.storage=postgresql://user@host/db`, password from PGPASSWORD or ~/.pgpass), with
+several machines running the same study cell at once.
 
 Output in results/<name>/: table.md and table.png, results.csv (one row per table cell), scaling.csv,
 architecture.md, architecture.csv, accuracy_vs_time.png, scaling_steps.png, scaling_hidden.png, architecture.png,

@@ -160,6 +160,31 @@ def architecture_table(rows: list[dict[str, Any]], algorithms: list[str], b: Dic
     return "\n".join(lines)
 
 
+def recurrence_bootstrap(correct: dict[tuple[str, int, bool], list[np.ndarray]], algorithms: list[str],
+                         sizes: list[int]) -> str:
+    """Recurrent − feed-forward per algorithm and hidden size from the cells' per-recording correctness
+    (`correct[(algorithm, hidden, recurrent)]`: one 0/1 array per seed), by stats.paired_bootstrap: the recordings
+    are resampled once for both forms (every cell of a row is tested on the same recordings: that is the pairing),
+    each form's seeds independently. With two seeds a t-interval over seeds has 1 degree of freedom (t = 12.7);
+    this interval also counts the test recordings' sampling, which the seed-paired one leaves out."""
+    from .stats import paired_bootstrap
+
+    head = ["| Algorithm | " + " | ".join(str(h) for h in sizes) + " |", "|" + "---|" * (len(sizes) + 1)]
+    rows = []
+    for a in algorithms:
+        cells = []
+        for h in sizes:
+            rec, ff = correct.get((a, h, True), []), correct.get((a, h, False), [])
+            if not rec or not ff or len(rec[0]) != len(ff[0]):
+                cells.append("–")
+                continue
+            r = paired_bootstrap(rec, ff, clustered=False)
+            cells.append(f"{100 * r['diff']:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
+                         + (" ✓" if r["resolved"] else ""))
+        rows.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(head + rows)
+
+
 def environment(argv: list[str], mode: str) -> dict[str, Any]:
     """Versions, device, commit and command of this run."""
     import importlib.metadata as md
@@ -232,9 +257,20 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
     arows = [r for r in collect(out, plan.table + plan.arch) if r["seed"] in list(b.architecture.seeds)]
     if plan.arch:
         write_csv(out / "architecture.csv", arows, ID_COLUMNS + ["test_acc", "best_val_acc", "epochs", "epoch_s"])
+        text = architecture_table(arows, algorithms, b)
+        if len(list(b.architecture.recurrent)) == 2:
+            from .verdict import correctness
+
+            correct: dict[tuple[str, int, bool], list[np.ndarray]] = {}
+            for c in plan.table + plan.arch:
+                ok = correctness(out, c) if c.info.get("seed") in list(b.architecture.seeds) and is_done(out, c) else None
+                if ok is not None:
+                    correct.setdefault((c.algorithm, c.info["hidden"], c.info["recurrent"]), []).append(ok)
+            text += ("\n\nRecurrent − feed-forward, test accuracy (points; bootstrap over the tested recordings, "
+                     "shared by both forms, and each form's seeds; 10 000 replicates; [95 % percentile interval], "
+                     "✓ = the interval excludes 0):\n\n" + recurrence_bootstrap(correct, algorithms, list(b.architecture.hidden)))
         (out / "architecture.md").write_text(f"# Architecture study `{b.name}`: test accuracy (%, mean ± 95 % "
-                                             "t-interval over seeds)\n\n"
-                                             + architecture_table(arows, algorithms, b) + "\n")
+                                             "t-interval over seeds)\n\n" + text + "\n")
     if plots and b.plots:
         from . import plots as P
 
