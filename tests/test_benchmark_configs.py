@@ -1,12 +1,13 @@
-"""The shipped benchmark configs, and the architecture study's report (sweeps/benchmark/report.py)."""
+"""The shipped benchmark configs, and the architecture study's report (sweeps/benchmark/architecture.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from spikebench.sweeps.benchmark import architecture as BA
 from spikebench.sweeps.benchmark import cells as BC
-from spikebench.sweeps.benchmark import report as BR
+from spikebench.sweeps.benchmark import stats
 from spikebench.sweeps.benchmark.config import BENCH_DIR, load_benchmark_config
 
 
@@ -24,14 +25,16 @@ def test_architecture_table_gives_t_intervals_over_seeds_and_the_recurrent_gain_
 
     b = OmegaConf.create({"architecture": {"hidden": [64], "recurrent": [False, True]}})
     acc = {(False, 0): 0.50, (False, 1): 0.60, (True, 0): 0.70, (True, 1): 0.76}
-    rows = [{"algorithm": "eventprop", "hidden": 64, "recurrent": rec, "seed": seed, "test_acc": a, "epoch_s": 2.0}
+    rows = [{"algorithm": "eventprop", "hidden": 64, "recurrent": rec, "seed": seed, "test_acc": a, "epoch_s": 2.0,
+             "step_mem_bytes": 4e6 + 2e6 * rec + 1e6 * seed, "synops_effective_acs": 1e5}
             for (rec, seed), a in acc.items()]
-    text = BR.architecture_table(rows, ["eventprop"], b)
+    text = BA.architecture_table(rows, ["eventprop"], b)
     t = stats.t.ppf(0.975, 1)
     ff_half = t * np.std([50.0, 60.0], ddof=1) / np.sqrt(2)
     gain_half = t * np.std([20.0, 16.0], ddof=1) / np.sqrt(2)
     assert f"| eventprop | 55.0 ± {ff_half:.1f} | 73.0 ± " in text
     assert f"| eventprop | +18.0 ± {gain_half:.1f} |" in text and "| eventprop | 2 | 2 |" in text
+    assert "| eventprop | 4.5 | 6.5 |" in text and "| eventprop | 1e+05 | 1e+05 |" in text  # memory (MB), SynOps: means
 
 
 def test_recurrence_bootstrap_resolves_a_gain_on_shared_recordings_and_not_a_null_one():
@@ -46,7 +49,7 @@ def test_recurrence_bootstrap_resolves_a_gain_on_shared_recordings_and_not_a_nul
     correct = {("bptt", 64, False): [ff, ff], ("bptt", 64, True): [rec, rec],
                ("eventprop", 64, False): [ff, ff], ("eventprop", 64, True): [ff.copy(), ff.copy()],
                ("bptt", 128, False): [ff]}
-    text = BR.recurrence_bootstrap(correct, ["bptt", "eventprop"], [64, 128])
+    text = BA.recurrence_bootstrap(correct, ["bptt", "eventprop"], [64, 128])
     bptt_row = next(line for line in text.splitlines() if line.startswith("| bptt |"))
     ep_row = next(line for line in text.splitlines() if line.startswith("| eventprop |"))
     first = bptt_row.split("|")[2].strip()
@@ -55,3 +58,17 @@ def test_recurrence_bootstrap_resolves_a_gain_on_shared_recordings_and_not_a_nul
     assert 10.0 < lo < 20.0  # a 20-point paired gain on 100 recordings: the interval's low end sits well above 0
     assert ep_row.split("|")[2].strip() == "+0.0 [+0.0, +0.0]"
     assert bptt_row.split("|")[3].strip() == "–"
+
+
+def test_bootstrap_accuracy_gives_the_mean_and_an_interval_that_narrows_with_more_recordings_and_is_zero_width_when_all_agree():
+    """Two seeds right on 70 % of the recordings: the mean is 0.7 and the interval brackets it, with a half-width
+    near 1.96·sqrt(0.7·0.3/N) (the recordings' binomial sampling; both seeds alike, so the runs add nothing);
+    four times the recordings halve it; runs that are all right have the interval [1, 1]."""
+    rng = np.random.default_rng(0)
+    for n in (200, 800):
+        run = (rng.permutation(n) < 0.7 * n).astype(np.int8)
+        mean, lo, hi = stats.bootstrap_accuracy([run, run.copy()], n_boot=4000)
+        half = 1.96 * np.sqrt(0.21 / n)
+        assert mean == pytest.approx(0.7) and lo < mean < hi
+        assert (hi - lo) / 2 == pytest.approx(half, rel=0.15)
+    assert stats.bootstrap_accuracy([np.ones(50, np.int8)] * 2, n_boot=200) == (1.0, 1.0, 1.0)

@@ -88,34 +88,46 @@ def scaling(path: Path, rows: list[dict], algorithms: list[str], x_key: str, fix
     plt.close(fig)
 
 
-def architecture(path: Path, rows: list[dict], algorithms: list[str]) -> None:
-    """Test accuracy against hidden size (mean ± 95 % t-interval over seeds) and time per epoch against hidden size:
-    solid recurrent, dashed feed-forward."""
+def architecture(path: Path, rows: list[dict], algorithms: list[str],
+                 intervals: dict[tuple[str, int, bool], tuple[float, float, float]] | None = None) -> None:
+    """Test accuracy against hidden size — with `intervals` ((algorithm, hidden, recurrent) → (mean, lo, hi) in %,
+    architecture.accuracy_intervals: a bootstrap over recordings and seeds), else mean ± 95 % t-interval over seeds
+    —, time per epoch and step memory against hidden size: solid recurrent, dashed feed-forward."""
     from .stats import t_interval
 
     plt = _pyplot()
     colour = _colours(algorithms)
-    fig, (ax, cost) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax, cost, mem) = plt.subplots(1, 3, figsize=(15, 4))
     for a in algorithms:
         for rec, style in ((True, "o-"), (False, "s--")):
             mine = [r for r in rows if r["algorithm"] == a and r["recurrent"] == rec]
             sizes = sorted({r["hidden"] for r in mine})
             if not sizes:
                 continue
-            acc = [t_interval([100 * r["test_acc"] for r in mine if r["hidden"] == h]) for h in sizes]
-            half = [0.0 if not np.isfinite(hw) else hw for _, hw, _ in acc]
+            if intervals and all((a, h, rec) in intervals for h in sizes):
+                mid = [intervals[(a, h, rec)][0] for h in sizes]
+                err = [[m - intervals[(a, h, rec)][1] for m, h in zip(mid, sizes)],
+                       [intervals[(a, h, rec)][2] - m for m, h in zip(mid, sizes)]]
+            else:
+                acc = [t_interval([100 * r["test_acc"] for r in mine if r["hidden"] == h]) for h in sizes]
+                mid, err = [m for m, _, _ in acc], [0.0 if not np.isfinite(hw) else hw for _, hw, _ in acc]
             label = f"{a} ({'rec' if rec else 'ff'})"
-            ax.errorbar(sizes, [m for m, _, _ in acc], yerr=half, fmt=style, color=colour[a], capsize=3, label=label)
-            cost.plot(sizes, [np.mean([r["epoch_s"] for r in mine if r["hidden"] == h]) for h in sizes], style,
-                      color=colour[a], label=label)
+            ax.errorbar(sizes, mid, yerr=err, fmt=style, color=colour[a], capsize=3, label=label)
+            for axis, key, scale in ((cost, "epoch_s", 1.0), (mem, "step_mem_bytes", 1e-6)):
+                axis.plot(sizes, [scale * np.nanmean([float(r.get(key) or np.nan) for r in mine if r["hidden"] == h])
+                                  for h in sizes], style, color=colour[a], label=label)
     ticks = sorted({r["hidden"] for r in rows})
-    for axis in (ax, cost):
+    for axis in (ax, cost, mem):
         axis.set_xscale("log", base=2)
         axis.set_xticks(ticks, [str(h) for h in ticks])
         axis.set_xlabel("hidden neurons")
         axis.grid(alpha=0.3)
-    ax.set_ylabel("test accuracy (%, mean ± 95 % interval)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("mean, 95 % interval: " + ("bootstrap over recordings and seeds" if intervals else "t over seeds"),
+                 fontsize=9)
     cost.set_ylabel("time per epoch (s)")
+    mem.set_ylabel("step memory (MB)")
+    mem.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -161,7 +173,8 @@ def save(fig, path: Path, dpi: int) -> None:
     _pyplot().close(fig)
 
 
-def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], table_md: str, algorithms: list[str], b) -> list[str]:
+def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict], table_md: str, algorithms: list[str], b,
+              arch_intervals: dict | None = None) -> list[str]:
     """Every figure the data allows; returns the file names written."""
     written = []
     if rows:
@@ -176,7 +189,7 @@ def write_all(out: Path, rows: list[dict], srows: list[dict], arows: list[dict],
         scaling(out / "scaling_hidden.png", srows, algorithms, "hidden", "steps", fixed_steps)
         written += ["scaling_steps.png", "scaling_hidden.png"]
     if arows and "architecture" in b.phases:
-        architecture(out / "architecture.png", arows, algorithms)
+        architecture(out / "architecture.png", arows, algorithms, arch_intervals)
         written.append("architecture.png")
     return written
 

@@ -16,10 +16,9 @@ import yaml
 from omegaconf import DictConfig
 
 from ..storage import mask_password
-from . import tuning
+from . import architecture, tuning
 from .cells import Cell, Plan
 from .runner import done_file, is_done
-from .stats import t_interval
 from .work import git_commit
 
 TABLE_COLUMNS = [  # (csv key, header, scale, format)
@@ -118,73 +117,6 @@ def markdown_table(summ: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def interval_cell(values: list[float], spec: str = ".1f") -> str:
-    """100 × mean ± half-width of the 95 % t-interval (stats.t_interval); the mean alone for one value, – for none."""
-    m, half, n = t_interval(values)
-    if not n:
-        return "–"
-    return format(100 * m, spec) + (f" ± {100 * half:.1f}" if n > 1 else "")
-
-
-def architecture_table(rows: list[dict[str, Any]], algorithms: list[str], b: DictConfig) -> str:
-    """Over (hidden, ff/rec): test accuracy (mean ± 95 % t-interval over seeds); time per epoch (s, mean); and, where
-    both forms ran, recurrent − feed-forward in points, paired by seed, with its interval."""
-    kinds = [(name, rec) for name, rec in (("ff", False), ("rec", True)) if rec in list(b.architecture.recurrent)]
-    sizes = list(b.architecture.hidden)
-
-    def mine(a: str, h: int, rec: bool) -> dict[int, dict[str, Any]]:
-        return {r["seed"]: r for r in rows if r["algorithm"] == a and r["hidden"] == h and r["recurrent"] == rec}
-
-    def table(header: list[str], cells) -> list[str]:
-        out = ["| Algorithm | " + " | ".join(header) + " |", "|" + "---|" * (len(header) + 1)]
-        return out + [f"| {a} | " + " | ".join(cells(a)) + " |" for a in algorithms]
-
-    by_kind = [f"{h} {name}" for h in sizes for name, _ in kinds]
-    lines = table(by_kind, lambda a: [interval_cell([r["test_acc"] for r in mine(a, h, rec).values()])
-                                      for h in sizes for _, rec in kinds])
-    lines += ["", "Time per epoch (s, mean over seeds):", ""]
-    lines += table(by_kind, lambda a: [fmt_cell(mean_std([r["epoch_s"] for r in mine(a, h, rec).values()])[0],
-                                                math.nan, 1.0, ".3g", False) for h in sizes for _, rec in kinds])
-    if len(kinds) == 2:
-
-        def gains(a: str) -> list[str]:
-            out = []
-            for h in sizes:
-                ff, rec = mine(a, h, False), mine(a, h, True)
-                out.append(interval_cell([rec[s]["test_acc"] - ff[s]["test_acc"] for s in sorted(set(ff) & set(rec))],
-                                         "+.1f"))
-            return out
-
-        lines += ["", "Recurrent − feed-forward, test accuracy (points; paired by seed, mean ± 95 % t-interval):", ""]
-        lines += table([str(h) for h in sizes], gains)
-    return "\n".join(lines)
-
-
-def recurrence_bootstrap(correct: dict[tuple[str, int, bool], list[np.ndarray]], algorithms: list[str],
-                         sizes: list[int]) -> str:
-    """Recurrent − feed-forward per algorithm and hidden size from the cells' per-recording correctness
-    (`correct[(algorithm, hidden, recurrent)]`: one 0/1 array per seed), by stats.paired_bootstrap: the recordings
-    are resampled once for both forms (every cell of a row is tested on the same recordings: that is the pairing),
-    each form's seeds independently. With two seeds a t-interval over seeds has 1 degree of freedom (t = 12.7);
-    this interval also counts the test recordings' sampling, which the seed-paired one leaves out."""
-    from .stats import paired_bootstrap
-
-    head = ["| Algorithm | " + " | ".join(str(h) for h in sizes) + " |", "|" + "---|" * (len(sizes) + 1)]
-    rows = []
-    for a in algorithms:
-        cells = []
-        for h in sizes:
-            rec, ff = correct.get((a, h, True), []), correct.get((a, h, False), [])
-            if not rec or not ff or len(rec[0]) != len(ff[0]):
-                cells.append("–")
-                continue
-            r = paired_bootstrap(rec, ff, clustered=False)
-            cells.append(f"{100 * r['diff']:+.1f} [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"
-                         + (" ✓" if r["resolved"] else ""))
-        rows.append(f"| {a} | " + " | ".join(cells) + " |")
-    return "\n".join(head + rows)
-
-
 def environment(argv: list[str], mode: str) -> dict[str, Any]:
     """Versions, device, commit and command of this run."""
     import importlib.metadata as md
@@ -255,26 +187,21 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
     if plan.scaling:
         write_csv(out / "scaling.csv", srows, SCALING_COLUMNS)
     arows = [r for r in collect(out, plan.table + plan.arch) if r["seed"] in list(b.architecture.seeds)]
+    correct: dict[tuple[str, int, bool], list[np.ndarray]] = {}
     if plan.arch:
-        write_csv(out / "architecture.csv", arows, ID_COLUMNS + ["test_acc", "best_val_acc", "epochs", "epoch_s"])
-        text = architecture_table(arows, algorithms, b)
-        if len(list(b.architecture.recurrent)) == 2:
-            from .verdict import correctness
+        from .verdict import correctness
 
-            correct: dict[tuple[str, int, bool], list[np.ndarray]] = {}
-            for c in plan.table + plan.arch:
-                ok = correctness(out, c) if c.info.get("seed") in list(b.architecture.seeds) and is_done(out, c) else None
-                if ok is not None:
-                    correct.setdefault((c.algorithm, c.info["hidden"], c.info["recurrent"]), []).append(ok)
-            text += ("\n\nRecurrent − feed-forward, test accuracy (points; bootstrap over the tested recordings, "
-                     "shared by both forms, and each form's seeds; 10 000 replicates; [95 % percentile interval], "
-                     "✓ = the interval excludes 0):\n\n" + recurrence_bootstrap(correct, algorithms, list(b.architecture.hidden)))
-        (out / "architecture.md").write_text(f"# Architecture study `{b.name}`: test accuracy (%, mean ± 95 % "
-                                             "t-interval over seeds)\n\n" + text + "\n")
+        for c in plan.table + plan.arch:
+            ok = correctness(out, c) if c.info.get("seed") in list(b.architecture.seeds) and is_done(out, c) else None
+            if ok is not None:
+                correct.setdefault((c.algorithm, c.info["hidden"], c.info["recurrent"]), []).append(ok)
+        write_csv(out / "architecture.csv", arows, ID_COLUMNS + architecture.COLUMNS)
+        (out / "architecture.md").write_text(architecture.report(arows, correct, algorithms, b, b.name))
     if plots and b.plots:
         from . import plots as P
 
-        P.write_all(out, trows + rows, srows, arows, markdown_table(tsumm or summ) if (tsumm or summ) else "", algorithms, b)
+        P.write_all(out, trows + rows, srows, arows, markdown_table(tsumm or summ) if (tsumm or summ) else "", algorithms, b,
+                    architecture.accuracy_intervals(correct))
         if studies:
             P.tuning_history(out / "tuning_history.png", plan.tune, studies)
             P.importances(out / "importances.png", plan.tune, studies)

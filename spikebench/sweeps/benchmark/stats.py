@@ -7,6 +7,8 @@
   runs of each algorithm (its seeds, independently, since seed s of one algorithm has nothing to do with seed s of
   another), or, for leave-one-speaker-out, the speakers and then the recordings within each speaker (a two-stage
   cluster bootstrap; Davison & Hinkley 1997, §3.8). A difference is called resolved when its interval excludes 0.
+- `bootstrap_accuracy`: one configuration's mean accuracy over its runs on the same recordings, with the percentile
+  interval of the same crossed bootstrap (recordings × runs), for plots where a t over two seeds says nothing.
 
 Written here rather than taken from scipy.stats.bootstrap, which resamples one index shared by all its samples and
 has no two-stage (cluster) or crossed (runs × recordings) scheme.
@@ -65,3 +67,17 @@ def paired_bootstrap(a: list[np.ndarray], b: list[np.ndarray], clustered: bool, 
     lo, hi = np.quantile(reps, [0.5 - level / 2, 0.5 + level / 2])
     p = min(1.0, 2 * min((reps <= 0).mean(), (reps >= 0).mean()))
     return {"diff": observed, "lo": float(lo), "hi": float(hi), "p": float(p), "resolved": float(lo > 0 or hi < 0)}
+
+
+def bootstrap_accuracy(runs: list[np.ndarray], n_boot: int = 10000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """(mean, lo, hi) of the accuracy of `runs` (each a 0/1 array over the same N recordings): a replicate draws N
+    recordings (shared by the runs) and the runs, both with replacement, as paired_bootstrap's test-file case."""
+    rng = np.random.default_rng(seed)
+    A = np.stack(runs).astype(float)
+    n = A.shape[1]
+    reps = np.empty(n_boot)
+    for r in range(n_boot):
+        reps[r] = A[np.ix_(rng.integers(0, len(A), len(A)), rng.integers(0, n, n))].mean()
+    lo, hi = np.quantile(reps, [0.5 - level / 2, 0.5 + level / 2])
+    return float(A.mean()), float(lo), float(hi)
