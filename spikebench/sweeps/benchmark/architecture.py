@@ -15,12 +15,16 @@ same recordings: the pairing), which the seed-paired interval leaves out. Both a
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
 
+from .cells import Cell
+from .runner import is_done
 from .stats import bootstrap_accuracy, paired_bootstrap, t_interval
+from .verdict import correctness
 
 COLUMNS = ["test_acc", "best_val_acc", "epochs", "epoch_s", "step_mem_bytes", "synops_effective_acs",
            "synops_effective_macs", "rate_hz"]
@@ -38,7 +42,8 @@ Form = tuple[str, int, bool]  # (algorithm, hidden, recurrent)
 
 
 def interval_cell(values: list[float], spec: str = ".1f") -> str:
-    """100 × mean ± half-width of the 95 % t-interval (stats.t_interval); the mean alone for one value, – for none."""
+    """100 × mean ± half-width of the 95 % t-interval (stats.t_interval); the mean alone for one value, – for
+    none."""
     m, half, n = t_interval(values)
     if not n:
         return "–"
@@ -80,7 +85,8 @@ def architecture_table(rows: list[dict[str, Any]], algorithms: list[str], b: Dic
                                          "+.1f"))
             return out
 
-        lines += ["", "Recurrent − feed-forward, test accuracy (points; paired by seed, mean ± 95 % t-interval):", ""]
+        lines += ["", "Recurrent − feed-forward, test accuracy (points; paired by seed, mean ± 95 % "
+                      "t-interval):", ""]
         lines += table([str(h) for h in sizes], gains)
     return "\n".join(lines)
 
@@ -110,13 +116,24 @@ def accuracy_intervals(correct: dict[Form, list[np.ndarray]]) -> dict[Form, tupl
     return {form: tuple(100 * x for x in bootstrap_accuracy(runs)) for form, runs in correct.items() if runs}
 
 
-def report(rows: list[dict[str, Any]], correct: dict[Form, list[np.ndarray]], algorithms: list[str], b: DictConfig,
-           name: str) -> str:
+def correctness_by_form(out: Path, cells: list[Cell], seeds: list[int]) -> dict[Form, list[np.ndarray]]:
+    """Each finished cell's per-recording correctness (verdict.correctness), grouped by (algorithm, hidden,
+    recurrent), for the given seeds."""
+    correct: dict[Form, list[np.ndarray]] = {}
+    for c in cells:
+        ok = correctness(out, c) if c.info.get("seed") in seeds and is_done(out, c) else None
+        if ok is not None:
+            correct.setdefault((c.algorithm, c.info["hidden"], c.info["recurrent"]), []).append(ok)
+    return correct
+
+
+def report(rows: list[dict[str, Any]], correct: dict[Form, list[np.ndarray]], algorithms: list[str],
+           b: DictConfig) -> str:
     """The text of architecture.md."""
-    text = (f"# Architecture study `{name}`: test accuracy (%, mean ± 95 % t-interval over seeds)\n\n"
+    text = (f"# Architecture study `{b.name}`: test accuracy (%, mean ± 95 % t-interval over seeds)\n\n"
             + architecture_table(rows, algorithms, b))
     if len(list(b.architecture.recurrent)) == 2:
-        text += ("\n\nRecurrent − feed-forward, test accuracy (points; bootstrap over the tested recordings, shared by "
-                 "both forms, and each form's seeds; 10 000 replicates; [95 % percentile interval], ✓ = the interval "
-                 "excludes 0):\n\n" + recurrence_bootstrap(correct, algorithms, list(b.architecture.hidden)))
+        text += ("\n\nRecurrent − feed-forward, test accuracy (points; bootstrap over the tested recordings, "
+                 "shared by both forms, and each form's seeds; 10 000 replicates; [95 % percentile interval], ✓ = "
+                 "the interval excludes 0):\n\n" + recurrence_bootstrap(correct, algorithms, list(b.architecture.hidden)))
     return text + "\n"

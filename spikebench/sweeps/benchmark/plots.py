@@ -114,7 +114,8 @@ def architecture(path: Path, rows: list[dict], algorithms: list[str],
             label = f"{a} ({'rec' if rec else 'ff'})"
             ax.errorbar(sizes, mid, yerr=err, fmt=style, color=colour[a], capsize=3, label=label)
             for axis, key, scale in ((cost, "epoch_s", 1.0), (mem, "step_mem_bytes", 1e-6)):
-                axis.plot(sizes, [scale * np.nanmean([float(r.get(key) or np.nan) for r in mine if r["hidden"] == h])
+                axis.plot(sizes, [scale * np.nanmean([np.nan if r.get(key) in (None, "") else float(r[key])
+                                                      for r in mine if r["hidden"] == h])
                                   for h in sizes], style, color=colour[a], label=label)
     ticks = sorted({r["hidden"] for r in rows})
     for axis in (ax, cost, mem):

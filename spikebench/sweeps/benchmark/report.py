@@ -187,16 +187,11 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
     if plan.scaling:
         write_csv(out / "scaling.csv", srows, SCALING_COLUMNS)
     arows = [r for r in collect(out, plan.table + plan.arch) if r["seed"] in list(b.architecture.seeds)]
-    correct: dict[tuple[str, int, bool], list[np.ndarray]] = {}
+    correct = {}
     if plan.arch:
-        from .verdict import correctness
-
-        for c in plan.table + plan.arch:
-            ok = correctness(out, c) if c.info.get("seed") in list(b.architecture.seeds) and is_done(out, c) else None
-            if ok is not None:
-                correct.setdefault((c.algorithm, c.info["hidden"], c.info["recurrent"]), []).append(ok)
+        correct = architecture.correctness_by_form(out, plan.table + plan.arch, list(b.architecture.seeds))
         write_csv(out / "architecture.csv", arows, ID_COLUMNS + architecture.COLUMNS)
-        (out / "architecture.md").write_text(architecture.report(arows, correct, algorithms, b, b.name))
+        (out / "architecture.md").write_text(architecture.report(arows, correct, algorithms, b))
     if plots and b.plots:
         from . import plots as P
 
