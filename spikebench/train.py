@@ -199,27 +199,46 @@ def epoch_seed_callback(seed: int):
 
 
 def keep_metrics_before(out: Path, last_epoch: int | None):
-    """Resuming into a run folder: Lightning's CSV logger starts metrics.csv afresh, so the rows of the epochs
-    up to the checkpoint's (`last_epoch`) are read now and put back in front by the returned function (no-op
-    otherwise)."""
+    """Resuming into a run folder: Lightning's CSV logger deletes metrics.csv when it starts, so the rows of the
+    epochs up to the checkpoint's (`last_epoch`) are first saved to metrics.kept.csv, and the returned function puts
+    them back in front of the resumed run's rows and removes that file (no-op when not resuming). The rows are kept
+    on disk, not only in memory, because a run can end without the function being called (a killed process, a
+    machine that stops): the next resume then finds metrics.kept.csv and takes its rows, and the killed run's rows
+    after them, up to its own checkpoint's epoch."""
 
-    metrics = out / "metrics.csv"
-    if last_epoch is None or not metrics.is_file():
+    metrics, kept = out / "metrics.csv", out / "metrics.kept.csv"
+    if last_epoch is None:
+        kept.unlink(missing_ok=True)  # a fresh fit in this folder: nothing to keep
         return lambda: None
-    with metrics.open() as f:
-        old = [r for r in csv.DictReader(f) if r.get("epoch", "") != "" and int(r["epoch"]) <= last_epoch]
 
-    def merge() -> None:
-        if not metrics.is_file():  # the resumed fit logged nothing (stopped at once): the old rows stay
-            new = []
-        else:
-            with metrics.open() as f:
-                new = list(csv.DictReader(f))
-        columns = list(dict.fromkeys([*(old[0].keys() if old else []), *(new[0].keys() if new else [])]))
-        with metrics.open("w", newline="") as f:
+    def rows(path: Path) -> list[dict]:  # Lightning numbers every row with its epoch
+        if not path.is_file():
+            return []
+        with path.open(newline="") as f:
+            return [r for r in csv.DictReader(f) if r.get("epoch", "") != ""]
+
+    def write(path: Path, table: list[dict]) -> None:
+        columns = list(dict.fromkeys(k for r in table for k in r))
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns, restval="")
             writer.writeheader()
-            writer.writerows(old + new)
+            writer.writerows(table)
+        tmp.replace(path)  # never half a file, whenever the process stops
+
+    old = rows(kept)
+    newest = max((int(r["epoch"]) for r in old), default=-1)
+    old += [r for r in rows(metrics) if int(r["epoch"]) > newest]  # a killed resumed run's own rows
+    old = [r for r in old if int(r["epoch"]) <= last_epoch]
+    if not old:
+        kept.unlink(missing_ok=True)
+        return lambda: None
+    write(kept, old)
+
+    def merge() -> None:
+        new = [r for r in rows(metrics) if int(r["epoch"]) > last_epoch]  # none if the fit stopped at once
+        write(metrics, old + new)
+        kept.unlink()
 
     return merge
 

@@ -145,6 +145,19 @@ def test_with_a_schedule_the_layer_learns_first_then_only_the_readout_on_the_fro
     assert "plasticity in the first 2 epoch(s)" in module.heuristics()[-1]
 
 
+def test_with_zero_plastic_epochs_the_layer_never_learns_and_the_readout_learns_from_the_first_epoch(one_thread):
+    """plastic_epochs=0: the control without STDP, the readout on the random initial layer."""
+    overrides = ["algorithm=stdp", "model.hidden=8", "data.channels=12", "data.duration=0.05",
+                 "algorithm.rule=additive", "algorithm.eta_plus=0.5", "algorithm.homeostasis=spike",
+                 "algorithm.plastic_epochs=0"]
+    x = (torch.rand(4, 50, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    module = module_for(overrides)
+    w0, theta0 = module.net.w_in.detach().clone(), module.theta.clone()
+    module.forward_backward(x, torch.tensor([0, 1, 2, 3]))  # epoch 0
+    assert torch.equal(module.net.w_in.detach(), w0) and torch.equal(module.theta, theta0)
+    assert module.net.w_out.grad is not None and module.net.w_out.grad.abs().sum() > 0
+
+
 def test_the_adaptive_threshold_rises_by_theta_plus_per_spike_and_decays_towards_the_threshold(one_thread):
     """homeostasis=spike (Diehl & Cook): ϑ_j ← ϑ + (ϑ_j − ϑ) e^{−B·T/τ_ϑ} + ϑ₊ n_j after a training batch, n_j the
     neuron's spikes in it (under the thresholds before the update); a silent neuron only decays."""

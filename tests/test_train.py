@@ -194,6 +194,29 @@ def test_sigterm_stops_with_status_143_and_resume_ends_with_the_uninterrupted_ru
     assert val(whole) == val(cut)  # the rows of the epochs before the interruption are kept
 
 
+def test_a_resumed_run_killed_before_its_end_keeps_every_earlier_epochs_metrics_at_the_next_resume(tmp_path):
+    """Lightning's CSV logger deletes metrics.csv when a resumed fit starts; a resume that is then killed (SIGKILL,
+    a stopped machine: no `finally`) must not lose the epochs before it. Lightning's part is played by hand here:
+    the file rewritten with only the resumed fit's rows."""
+
+    def log(epochs):  # what Lightning leaves in metrics.csv: one row per epoch, some columns empty
+        lines = ["epoch,step,val/acc"] + [f"{e},{10 * e + 9},0.{e}" for e in epochs]
+        (tmp_path / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+    def epochs():
+        return [int(line.split(",")[0]) for line in (tmp_path / "metrics.csv").read_text().splitlines()[1:]]
+
+    log(range(4))                              # a first fit, stopped after epoch 3
+    train.keep_metrics_before(tmp_path, 3)     # resumed from epoch 3 ...
+    log([4, 5, 6])                             # ... the logger starts afresh; killed in epoch 6 (checkpoint: 5)
+    merge = train.keep_metrics_before(tmp_path, 5)
+    log([6, 7])                                # the second resume runs to its end
+    merge()
+    assert epochs() == [0, 1, 2, 3, 4, 5, 6, 7]
+    assert not (tmp_path / "metrics.kept.csv").exists()
+    assert train.keep_metrics_before(tmp_path, None)() is None and epochs() == list(range(8))  # a fresh fit: no-op
+
+
 def test_sigterm_at_an_epochs_end_stops_as_interrupted_not_as_a_silent_exit_with_status_0(tmp_path):
     """Lightning's own SIGTERM handler runs beside the suite's and checks at each epoch's end, before the suite's
     per-batch check: its SystemExit (status 0) would end a preempted run as if it had finished."""

@@ -43,7 +43,8 @@ answered most on average, and a recording's score for class k is the mean count 
 
 Schedule (`algorithm.plastic_epochs`, Diehl & Cook's): null, W_in, the thresholds and the readout learn together;
 N, W_in and the thresholds learn in the first N epochs with the readout untouched (its labels unread), then the
-layer is frozen and only the readout learns (gradient on W_out, or the assignment from the frozen layer's responses).
+layer is frozen and only the readout learns (gradient on W_out, or the assignment from the frozen layer's responses);
+0, the layer never learns: the readout on the random initial layer, the control that tells what STDP adds.
 
 A local rule is not an optimiser step: `forward_backward` applies the batch's Δw to W_in itself (averaged over the
 processes, so that replicas stay equal) and leaves W_in without a gradient, which the optimiser then skips; W_out

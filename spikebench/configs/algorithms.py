@@ -158,7 +158,7 @@ class Stdp:
     readout: str = field(default=MISSING, metadata={"choices": ("gradient", "assignment")})
     weight_sum: Optional[float] = at_least(0.0, above=True, default=None)
     wta_k: Optional[int] = at_least(1, default=None)
-    plastic_epochs: Optional[int] = at_least(1, default=None)
+    plastic_epochs: Optional[int] = at_least(0, default=None)
 
 
 @dataclass
