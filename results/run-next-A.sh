@@ -7,8 +7,14 @@
 # From 2026-12-05 19:55 this core runs the BPTT rows only (`benchmark.only=['*bptt*']`: bptt, bptt_delays, bptt_adlif);
 # the second core takes the EventProp rows after the architecture study (run-next-B.sh). Selection changes no cell's
 # config, so finished cells are kept. When both are done, the plain command (without `only`) writes the final reports.
+# From 2026-12-06 00:10 this core first runs issue 24's STDP samples study (benchmark=fsdd_stdp_samples, seven cells of
+# hidden 256, ≈ 1 h) from the worktree /work/run-stdp-samples at 3875869 (git worktree add --detach
+# /work/run-stdp-samples 3875869), then goes on with the BPTT rows; finished cells are skipped on a rerun.
 # The body is one function, read whole before it runs.
 main() {
+  mkdir -p /work/main/results/fsdd_stdp_samples
+  (cd /work/run-stdp-samples && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_stdp_samples \
+    benchmark.out_dir=/work/main/results/fsdd_stdp_samples >> /work/main/results/fsdd_stdp_samples/console.log 2>&1)
   cd /work/run-next || exit 1
   OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions "benchmark.only=['*bptt*']" \
     benchmark.out_dir=/work/main/results/fsdd_additions >> /work/main/results/fsdd_additions/console.log 2>&1
