@@ -238,7 +238,7 @@ def keep_metrics_before(out: Path, last_epoch: int | None):
     def merge() -> None:
         new = [r for r in rows(metrics) if int(r["epoch"]) > last_epoch]  # none if the fit stopped at once
         write(metrics, old + new)
-        kept.unlink()
+        kept.unlink(missing_ok=True)
 
     return merge
 
@@ -335,7 +335,7 @@ def run(cfg: DictConfig, callbacks: list | None = None, command: list[str] | Non
     callbacks = [ckpt, last, epoch_seed_callback(cfg.seed), interruption_callback(), *(callbacks or [])]
     trainer = L.Trainer(default_root_dir=str(out), logger=make_logger(cfg, out, command), callbacks=callbacks,
                         use_distributed_sampler=False, **OmegaConf.to_container(cfg.trainer, resolve=True))
-    merge_metrics = keep_metrics_before(out, ckpt_epoch if first else None)
+    merge_metrics = keep_metrics_before(out, ckpt_epoch) if first else (lambda: None)  # rank 0 writes the files
     launched = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(out)  # for the processes that trainer.devices=N starts (see RUN_DIR_ENV)
     try:
