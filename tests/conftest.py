@@ -13,6 +13,20 @@ ROOT = Path(__file__).resolve().parents[1]
 FSDD = ROOT.parent / "shared" / "data" / "fsdd-spikes"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_openmp_thread_per_child_process():
+    """Child processes (train.py, sweep workers, the benchmark's spawned cells) get one OpenMP thread unless the
+    caller chose OMP_NUM_THREADS. Measured on a 2-core machine with one core busy elsewhere: the 3-epoch train.py
+    run of the SIGTERM-resume test took 18 s with one thread and 381 s with torch's default two (OpenMP threads
+    spin-waiting on each other's small products). This process keeps the threads torch gave it at import."""
+    torch.get_num_threads()  # torch's pool is sized from the environment before the change below
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    yield
+    if before is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
 @pytest.fixture(autouse=True)
 def _threads_and_seed():
     torch.manual_seed(0)
