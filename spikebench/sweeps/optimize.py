@@ -9,7 +9,8 @@ applied to every trial, and a key fixed that way is not searched. The search spa
 sweeps/spaces/<algorithm>.yaml (or `sweep.space=<file>`). Each trial is `train.run` on
 `compose_config(overrides + trial parameters)` with a pruning callback that reports val/acc after every
 epoch; its value is the best val/acc of the run (`sweep.objective=last`: the last epoch's). Rerunning the same command resumes the study (same name,
-same storage): finished trials are kept, and the study ends when it holds `sweep.n_trials` finished trials.
+same storage): finished trials are kept, and the study ends when it holds `sweep.n_trials` finished trials; a trial
+left unfinished by a dead worker is retried from its run's last checkpoint (retry.py).
 
 Storage: a journal file runs/sweeps/<study>/journal.log by default (any number of workers on one machine:
 start the same command several times), or a database URL for workers on many machines (heartbeats: a trial
@@ -43,7 +44,7 @@ from spikebench.configs.schema import SweepConfig
 from spikebench.datamodules import build_datamodule
 from spikebench.train import quiet_lightning, run
 
-from . import search_space, study_report
+from . import retry, search_space, study_report
 from .storage import StorageLost, corrupt_journal, make_storage, split_password
 
 SWEEP_DEFAULTS = CONFIG_DIR / "sweep.yaml"
@@ -177,12 +178,18 @@ class TrialObjective:
         params = {k: p.suggest(trial) for k, p in self.space.items()}
         cfg = self.trial_config(trial, params)
         trial.set_user_attr("worker", WORKER)
+        # a retry of a trial whose worker died resumes that trial's run from its last checkpoint (retry.py)
+        continued = retry.continue_dead_run(trial, Path(cfg.output_dir), int(cfg.trainer.max_epochs))
         trial.set_user_attr("output_dir", str(cfg.output_dir))
+        resume = []
+        if continued is not None:
+            cfg.ckpt_path, resume = str(continued[0]), [f"ckpt_path={continued[0]}"]
         pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
         cpu0 = time.process_time()
         try:
             results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")],
-                          command=["train.py", *self.overrides, *search_space.overrides(params), f"output_dir={cfg.output_dir}"])
+                          command=["train.py", *self.overrides, *search_space.overrides(params),
+                                   f"output_dir={cfg.output_dir}", *resume])
         except UserError as err:  # the trial is recorded as failed, then optimize() stops the study with this line
             self.user_error = err
             raise
@@ -244,7 +251,9 @@ class Progress:
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         best_txt = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
         if "failed_trial" in trial.system_attrs:
-            best_txt += f"  [retry of trial {trial.system_attrs['failed_trial']}]"
+            since = trial.user_attrs.get("continued_from")
+            best_txt += f"  [retry of trial {trial.system_attrs['failed_trial']}" + (
+                f", continued after its epoch {since['epoch']}]" if since else "]")
         print(f"[trial {trial.number:3d}] {trial.state.name:8s} {what:24s} {secs:6.1f} s  {best_txt}  {params}", flush=True)
 
 

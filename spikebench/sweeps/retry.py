@@ -1,0 +1,94 @@
+"""A retried trial continues the run of the trial it retries, instead of training again from its first epoch.
+
+A trial whose worker died (killed, a machine that stopped, a stale heartbeat) is queued again by Optuna's
+`RetryHeartbeatStaleTrialCallback` with its parameters and user attributes, among them the dead run's `output_dir`
+(optimize.fail_dead_local_trials for the journal file, the storage's heartbeat for a database). Trained from scratch,
+the retry repeats every epoch that the dead trial completed: with 60-epoch trials of half an hour or more, a study
+that is stopped and resumed loses up to a trial per worker at every stop. train.py's runs resume bitwise from
+`checkpoints/last.ckpt` (EpochSeed: each epoch's data order, augmentation and sampling are seeded by the epoch;
+tests/test_train.py checks the weights), so the retry copies the dead run's folder into its own, reports the epochs
+that the copy holds with the dead trial's values (so the pruner sees the same curve) and resumes there.
+
+Lightning's ModelCheckpoint restores its best score and file paths from a checkpoint only when the checkpoint's
+`dirpath` is the folder it writes to; otherwise it warns and keeps the best path alone, and the run's best val/acc
+would forget the epochs before the copy. Lightning has no call to move a run, so `move_checkpoint_paths` rewrites
+the folder in the copied checkpoints' callback states.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import optuna
+
+
+def predecessor(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+    """The trial that `trial` retries (the last of its retry history), or None for a trial that retries none."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    history = frozen.system_attrs.get("retry_history", [])  # what RetryHeartbeatStaleTrialCallback writes
+    if not history:
+        return None
+    return next((t for t in trial.study.get_trials(deepcopy=False) if t.number == history[-1]), None)
+
+
+def move_checkpoint_paths(ckpt_file: Path, old: Path, new: Path) -> None:
+    """Rewrite the paths under `old` in a checkpoint's callback states (ModelCheckpoint's dirpath, best/last/kth
+    paths, best_k_models' keys) to the same paths under `new`; written atomically."""
+    import torch
+
+    old_s, new_s = str(old), str(new)
+
+    def moved(value):
+        if isinstance(value, str) and (value == old_s or value.startswith(old_s + os.sep)):
+            return new_s + value[len(old_s):]
+        if isinstance(value, dict):
+            return {moved(k): moved(v) for k, v in value.items()}
+        return value
+
+    ckpt = torch.load(ckpt_file, map_location="cpu", weights_only=False)
+    ckpt["callbacks"] = {key: moved(state) for key, state in ckpt.get("callbacks", {}).items()}
+    tmp = ckpt_file.with_name(ckpt_file.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, ckpt_file)
+
+
+def continue_dead_run(trial: optuna.Trial, out: Path, max_epochs: int) -> tuple[Path, int] | None:
+    """When `trial` retries a trial whose run folder holds checkpoints/last.ckpt of an epoch before the last: copy
+    that folder to `out` (which must not exist yet), point the copy's checkpoints at `out`, report the dead trial's
+    val/acc of every epoch up to the checkpoint's, and return (the checkpoint to resume from, its epoch).
+    None when there is nothing to continue: the trial is then trained from its first epoch as before (also when the
+    dead run had finished its last epoch, since a resumed fit would train nothing and measure no last val/acc, and
+    when its checkpoint cannot be read or the study lacks one of its epochs' values).
+    Raises optuna.TrialPruned when the pruner, shown those epochs, prunes the trial, as it would have pruned a retry
+    that trained them again."""
+    import torch
+
+    dead = predecessor(trial)
+    if dead is None or "output_dir" not in dead.user_attrs:
+        return None
+    src = Path(dead.user_attrs["output_dir"])
+    if not (src / "checkpoints" / "last.ckpt").is_file() or out.exists():
+        return None
+    tmp = out.with_name(out.name + ".copying")  # a worker killed while copying leaves no half folder named `out`
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("wandb", "*.tmp"))
+    try:  # the copy's own checkpoint: a worker that is only stale (database storage) may be writing its files
+        epoch = int(torch.load(tmp / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"])
+        for ckpt_file in (tmp / "checkpoints").glob("*.ckpt"):
+            move_checkpoint_paths(ckpt_file, src, out)
+    except (OSError, RuntimeError, EOFError, KeyError, pickle.UnpicklingError):
+        epoch = max_epochs  # unreadable: nothing to continue
+    reported = dead.intermediate_values  # every epoch's val/acc up to the checkpoint's (a stale worker's may miss some)
+    if epoch >= max_epochs - 1 or any(step not in reported for step in range(epoch + 1)):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    os.replace(tmp, out)
+    for step in range(epoch + 1):
+        trial.report(reported[step], step)
+    trial.set_user_attr("continued_from", {"trial": dead.number, "epoch": epoch})
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned at epoch {epoch} (continued from trial {dead.number})")
+    return out / "checkpoints" / "last.ckpt", epoch

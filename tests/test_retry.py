@@ -1,0 +1,143 @@
+"""A trial whose worker died is retried from its run's last checkpoint (sweeps/retry.py), with the values that the
+uninterrupted trial would have had."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import warnings
+
+import optuna
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from optuna.trial import TrialState
+
+from spikebench import train
+from spikebench.configs import compose_config
+from spikebench.sweeps import optimize, retry
+
+from conftest import overrides_for
+from test_sweeps import data_root, tiny  # noqa: F401 - the studies' tiny run and its data folder (a fixture)
+
+
+class Killed(BaseException):
+    """Plays a SIGKILL: not an Exception, so neither the suite nor Optuna records the trial's end (it stays RUNNING)."""
+
+
+class KillAfterEpoch(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):  # the next epoch begins: every file of `epoch` is written
+        if trainer.current_epoch == self.epoch + 1:
+            raise Killed
+
+
+class TrainedEpochs(Callback):
+    def __init__(self) -> None:
+        self.epochs = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self.epochs.append(trainer.current_epoch)
+
+
+def with_callback(monkeypatch, callback):
+    """optimize.run with one more callback (what the worker process does in that run)."""
+    run = optimize.run
+    monkeypatch.setattr(optimize, "run", lambda cfg, callbacks, command: run(cfg, [*callbacks, callback], command))
+
+
+def kill_first_trial(monkeypatch, argv, tmp_path, epoch: int) -> None:
+    """Run the study until its worker "dies" after `epoch`, leaving trial 0 RUNNING with a dead process as worker."""
+    with monkeypatch.context() as m:
+        with_callback(m, KillAfterEpoch(epoch))
+        try:
+            optimize.optimize(argv)
+            raise AssertionError("the run was not killed")
+        except Killed:
+            pass
+    journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / "s" / "journal.log"))
+    study = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study._storage.set_trial_user_attr(study.trials[0]._trial_id, "worker", f"{socket.gethostname()}:{dead.pid}")
+    assert study.trials[0].state == TrialState.RUNNING
+
+
+def test_a_retried_trial_continues_its_dead_trials_run_and_ends_with_the_uninterrupted_trials_values_and_weights(
+    tmp_path, data_root, monkeypatch, capsys
+):
+    space = tmp_path / "lr.yaml"
+    space.write_text("optim.lr: {low: 1.0e-3, high: 3.0e-2, log: true}\n")
+
+    def argv(name):
+        return [*tiny(data_root, epochs=4), f"sweep.space={space}", f"sweep.study_name={name}",
+                f"sweep.out_dir={tmp_path / name}", "sweep.sampler=random", "sweep.pruner=hyperband",
+                "sweep.prune_warmup_epochs=1", "sweep.n_trials=1", "sweep.objective=best", "logger=csv"]
+
+    reference = optimize.optimize(argv("s")).trials[0]  # the same study name and sampler seed: the same parameters
+    (tmp_path / "s").rename(tmp_path / "whole")
+
+    kill_first_trial(monkeypatch, argv("s"), tmp_path, epoch=1)
+
+    trained = TrainedEpochs()
+    with monkeypatch.context() as m:  # the study resumed: trial 0 fails, its retry (trial 1) runs
+        with_callback(m, trained)
+        resumed = optimize.optimize(argv("s"))
+    assert "[retry of trial 0, continued after its epoch 1]" in capsys.readouterr().out
+    dead_trial, retry = resumed.trials[0], resumed.trials[1]
+    assert dead_trial.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.params == reference.params
+    assert retry.user_attrs["continued_from"] == {"trial": 0, "epoch": 1}
+    assert trained.epochs == [2, 3]                              # no epoch trained twice
+    assert retry.intermediate_values == reference.intermediate_values  # the pruner saw the same curve
+    assert retry.value == reference.value and retry.user_attrs["best_val_acc"] == reference.user_attrs["best_val_acc"]
+    ours, theirs = tmp_path / "s" / "trial-0001", tmp_path / "whole" / "trial-0000"
+    a = torch.load(ours / "checkpoints" / "last.ckpt", weights_only=False)
+    b = torch.load(theirs / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+    epochs = lambda run: [r.split(",")[0] for r in (run / "metrics.csv").read_text().splitlines()[1:]]  # noqa: E731
+    assert epochs(ours) == epochs(theirs)                       # the dead run's rows are kept in front
+
+
+def test_a_retry_of_a_run_that_left_no_checkpoint_trains_from_its_first_epoch(tmp_path, data_root, monkeypatch):
+    space = tmp_path / "lr.yaml"
+    space.write_text("optim.lr: {low: 1.0e-3, high: 3.0e-2, log: true}\n")
+    argv = [*tiny(data_root, epochs=2), f"sweep.space={space}", "sweep.study_name=s", f"sweep.out_dir={tmp_path / 's'}",
+            "sweep.sampler=random", "sweep.pruner=none", "sweep.n_trials=1", "logger=csv"]
+    kill_first_trial(monkeypatch, argv, tmp_path, epoch=0)
+    for f in (tmp_path / "s" / "trial-0000" / "checkpoints").glob("*.ckpt"):
+        f.unlink()  # as if killed before its first checkpoint
+    trained = TrainedEpochs()
+    with monkeypatch.context() as m:
+        with_callback(m, trained)
+        resumed = optimize.optimize(argv)
+    assert resumed.trials[1].state == TrialState.COMPLETE and "continued_from" not in resumed.trials[1].user_attrs
+    assert trained.epochs == [0, 1]
+
+
+def test_a_run_folder_copied_with_its_checkpoint_paths_moved_gives_lightning_back_its_best_score(tmp_path, data_root):
+    """Lightning's ModelCheckpoint restores its best score from a checkpoint only when the checkpoint names the folder
+    it writes to: unmoved, the copy would forget the best epoch before it (the reason for move_checkpoint_paths)."""
+    src, dst = tmp_path / "a", tmp_path / "b"
+    train.run(compose_config(overrides_for(tmp_path, *tiny(data_root, epochs=2), "test=false", "logger=csv",
+                                           f"output_dir={src}")))
+    shutil.copytree(src, dst)
+    unmoved = torch.load(dst / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+    retry.move_checkpoint_paths(dst / "checkpoints" / "last.ckpt", src, dst)
+    moved = torch.load(dst / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+    key = next(k for k in moved if "val/acc" in k)
+
+    def restored(state):
+        ckpt = ModelCheckpoint(dirpath=dst / "checkpoints", monitor="val/acc", mode="max", filename="best")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ckpt.load_state_dict(state)
+        return ckpt
+
+    ours = restored(moved[key])
+    assert ours.best_model_score is not None and float(ours.best_model_score) == float(unmoved[key]["best_model_score"])
+    assert ours.best_model_path == str(dst / "checkpoints" / "best.ckpt")
+    assert restored(unmoved[key]).best_model_score is None
