@@ -114,7 +114,7 @@ def test_a_retry_of_a_run_that_left_no_checkpoint_trains_from_its_first_epoch(tm
     with monkeypatch.context() as m:
         with_callback(m, trained)
         resumed = optimize.optimize(argv)
-    assert resumed.trials[1].state == TrialState.COMPLETE and "continued_from" not in resumed.trials[1].user_attrs
+    assert resumed.trials[1].state == TrialState.COMPLETE and resumed.trials[1].user_attrs.get("continued_from") is None
     assert trained.epochs == [0, 1]
 
 
@@ -141,3 +141,35 @@ def test_a_run_folder_copied_with_its_checkpoint_paths_moved_gives_lightning_bac
     assert ours.best_model_score is not None and float(ours.best_model_score) == float(unmoved[key]["best_model_score"])
     assert ours.best_model_path == str(dst / "checkpoints" / "best.ckpt")
     assert restored(unmoved[key]).best_model_score is None
+
+
+def test_sigterm_stops_a_study_worker_with_status_143_and_the_rerun_continues_the_interrupted_trial(tmp_path, data_root):
+    """A preempted job (SIGTERM) or Ctrl-C stops the worker, not just its trial: the trial is queued again and the
+    next run of the same command continues it after its last completed epoch, then the study goes on."""
+    import signal
+    import time
+
+    space = tmp_path / "lr.yaml"
+    space.write_text("optim.lr: {low: 1.0e-3, high: 3.0e-2, log: true}\n")
+    out = tmp_path / "s"
+    argv = [sys.executable, "-m", "spikebench.sweeps.optimize", *tiny(data_root, epochs=8), f"sweep.space={space}",
+            "sweep.study_name=s", f"sweep.out_dir={out}", "sweep.sampler=random", "sweep.pruner=none",
+            "sweep.n_trials=2", "sweep.plots=false", "logger=csv", "trainer.enable_progress_bar=false"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out / "trial-0000" / "checkpoints" / "last.ckpt").is_file():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "stopped: SIGTERM in trial 0, which is queued again" in stderr and "Traceback" not in stderr
+    journal = optuna.storages.journal.JournalFileBackend(str(out / "journal.log"))
+    states = [t.state for t in optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(journal)).trials]
+    assert states == [TrialState.FAIL, TrialState.WAITING]     # the worker started no other trial
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "[retry of trial 0, continued after its epoch" in rerun.stdout
+    study = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].params == study.trials[0].params and not (out / "trial-0000" / "error.log").exists()
+    assert sorted(study.trials[1].intermediate_values) == list(range(8))

@@ -42,7 +42,7 @@ from optuna.trial import TrialState
 from spikebench.configs import CONFIG_DIR, ConfigError, compose_config, load_structured
 from spikebench.configs.schema import SweepConfig
 from spikebench.datamodules import build_datamodule
-from spikebench.train import quiet_lightning, run
+from spikebench.train import Interrupted, quiet_lightning, run
 
 from . import retry, search_space, study_report
 from .storage import StorageLost, corrupt_journal, make_storage, split_password
@@ -55,6 +55,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A trial that fails because of its own parameters (NaN loss, out of memory) or a bug is recorded as FAIL, with its
 # traceback in the trial's log, and the study goes on; the user's errors (spikebench.errors.UserError: ConfigError,
 # DataError, none of them a ValueError) stop it, as every trial would fail alike.
+RUN_ATTRS = ("continued_from", "cpu_s", "epochs", "best_val_acc")  # a trial's user attributes of its run
 TRIAL_ERRORS = (Exception,)  # Optuna records each as a failed trial; TrialObjective keeps a UserError to stop the study
 
 
@@ -178,6 +179,9 @@ class TrialObjective:
         params = {k: p.suggest(trial) for k, p in self.space.items()}
         cfg = self.trial_config(trial, params)
         trial.set_user_attr("worker", WORKER)
+        for key in RUN_ATTRS:  # a retry inherits its predecessor's user attributes; these were of that run
+            if trial.user_attrs.get(key) is not None:
+                trial.set_user_attr(key, None)
         # a retry of a trial whose worker died resumes that trial's run from its last checkpoint (retry.py)
         continued = retry.continue_dead_run(trial, Path(cfg.output_dir), int(cfg.trainer.max_epochs))
         trial.set_user_attr("output_dir", str(cfg.output_dir))
@@ -195,6 +199,9 @@ class TrialObjective:
             raise
         except optuna.TrialPruned:
             raise
+        except Interrupted as stop:  # not the trial's failure: it is queued again, to continue after its last epoch
+            retry.requeue_interrupted(trial)
+            raise retry.StopWorker(stop, trial.number) from None
         except Exception:  # a bug or a failure of this trial: the study goes on, the traceback stays with the trial
             Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
             (Path(cfg.output_dir) / "error.log").write_text(traceback.format_exc())
@@ -328,6 +335,12 @@ def optimize(argv: list[str]) -> optuna.Study:
             study.optimize(objective, n_trials=1, catch=TRIAL_ERRORS, callbacks=[progress], gc_after_trial=True)
             if objective.user_error is not None:
                 raise objective.user_error
+        except retry.StopWorker as stop_worker:
+            stop, number = stop_worker.args
+            study.tell(number, state=TrialState.FAIL)
+            print(f"stopped: {stop.signame} in trial {number}, which is queued again: rerun the same command to "
+                  "continue the study (the trial goes on after its last completed epoch)", file=sys.stderr)
+            raise stop from None
         except Exception as err:
             if getattr(storage, "lost", None):
                 raise RuntimeError(storage.lost) from None
@@ -417,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, StorageLost) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Interrupted as stop:  # its line is printed where it happened
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("interrupted: the running trial is marked FAIL; rerun the same command to resume the study", file=sys.stderr)
         return 130

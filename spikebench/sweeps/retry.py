@@ -8,6 +8,7 @@ that is stopped and resumed loses up to a trial per worker at every stop. train.
 `checkpoints/last.ckpt` (EpochSeed: each epoch's data order, augmentation and sampling are seeded by the epoch;
 tests/test_train.py checks the weights), so the retry copies the dead run's folder into its own, reports the epochs
 that the copy holds with the dead trial's values (so the pruner sees the same curve) and resumes there.
+A trial stopped by SIGTERM or SIGINT (a preempted job, Ctrl-C) is queued again the same way (`requeue_interrupted`).
 
 Lightning's ModelCheckpoint restores its best score and file paths from a checkpoint only when the checkpoint's
 `dirpath` is the folder it writes to; otherwise it warns and keeps the best path alone, and the run's best val/acc
@@ -92,3 +93,20 @@ def continue_dead_run(trial: optuna.Trial, out: Path, max_epochs: int) -> tuple[
     if trial.should_prune():
         raise optuna.TrialPruned(f"pruned at epoch {epoch} (continued from trial {dead.number})")
     return out / "checkpoints" / "last.ckpt", epoch
+
+
+class StopWorker(BaseException):
+    """(train.Interrupted, trial number): carries a trial's interruption past Optuna, which would record any
+    Exception as the trial's failure and log its traceback; optimize() marks the trial FAIL and stops the worker."""
+
+
+def requeue_interrupted(trial: optuna.Trial) -> None:
+    """Queue a retry of `trial`, stopped by SIGTERM or SIGINT (`train.Interrupted`: its run folder holds the last
+    completed epoch): the retry continues that run when the study is resumed. An interruption is not the trial's
+    failure, so it counts against no `sweep.max_retry`."""
+    import warnings
+
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(trial.study, frozen)

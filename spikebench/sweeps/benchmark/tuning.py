@@ -103,10 +103,12 @@ def summarise(study) -> dict[str, Any]:
     for t in trials:
         secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else float("nan")
+        since = t.user_attrs.get("continued_from")  # a retry that continued a dead trial's run trained after that epoch
+        cpu = t.user_attrs.get("cpu_s")
         history.append({
             "number": t.number, "state": t.state.name, "value": float(t.value) if t.value is not None else float("nan"),
-            "last_val_acc": float(last), "epochs": len(t.intermediate_values), "wall_s": secs,
-            "cpu_s": float(t.user_attrs.get("cpu_s", float("nan"))), "params": dict(t.params),
+            "last_val_acc": float(last), "epochs": len(t.intermediate_values) - (since["epoch"] + 1 if since else 0),
+            "wall_s": secs, "cpu_s": float(cpu) if cpu is not None else float("nan"), "params": dict(t.params),
         })
     done = [h for h in history if h["state"] == "COMPLETE"]
     best = max(done, key=lambda h: h["value"]) if done else None
