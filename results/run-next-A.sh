@@ -10,6 +10,9 @@
 # From 2026-12-06 00:10 this core first runs issue 24's STDP samples study (benchmark=fsdd_stdp_samples, seven cells of
 # hidden 256, ≈ 1 h) from the worktree /work/run-stdp-samples at 3875869 (git worktree add --detach
 # /work/run-stdp-samples 3875869), then goes on with the BPTT rows; finished cells are skipped on a rerun.
+# From 2026-12-06 04:41 UTC /work/run-next is at e62c19e (git -C /work/run-next checkout --detach e62c19e): a trial left
+# unfinished by a stop is continued from its last epoch instead of retrained; every finished cell's config hash is
+# the same there (checked), so nothing is rerun.
 # The body is one function, read whole before it runs.
 main() {
   mkdir -p /work/main/results/fsdd_stdp_samples

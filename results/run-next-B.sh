@@ -6,18 +6,12 @@
 # When every cell is done, the final report from /work/run-arch-report (05c9b68; see results/fsdd_architecture/README.md).
 # Then issue 25's EventProp rows (benchmark=fsdd_additions "benchmark.only=['*eventprop*']": eventprop and
 # eventprop_delays studies, retraining, left-out speakers), while the first core runs the BPTT rows (run-next-A.sh).
+# The architecture study ended on 2026-12-06 04:40 UTC (80 of 80 cells, final report by 05c9b68). From 04:41 the
+# worktree /work/run-next is at e62c19e (a retried study trial continues its dead trial's run; every finished cell's
+# config hash checked equal), and this core runs the EventProp rows only.
 # The body is one function, read whole before it runs.
 main() {
-  mkdir -p /work/main/results/fsdd_architecture
   cd /work/run-next || exit 1
-  if OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_architecture \
-    benchmark.out_dir=/work/main/results/fsdd_architecture >> /work/main/results/fsdd_architecture/console.log 2>&1; then
-    # every cell done: the final report (bootstrap tables, costs, figure) by the report code of 05c9b68, which
-    # composes the same cells (same config hashes), so it reruns none (git worktree add --detach /work/run-arch-report 05c9b68)
-    (cd /work/run-arch-report && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_architecture \
-      "benchmark.only=['bptt-h64-ff-s0']" benchmark.out_dir=/work/main/results/fsdd_architecture \
-      >> /work/main/results/fsdd_architecture/console.log 2>&1)
-  fi
   OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions "benchmark.only=['*eventprop*']" \
     benchmark.out_dir=/work/main/results/fsdd_additions >> /work/main/results/fsdd_additions/console-eventprop.log 2>&1
 }
