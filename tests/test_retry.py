@@ -49,10 +49,13 @@ def with_callback(monkeypatch, callback):
     monkeypatch.setattr(optimize, "run", lambda cfg, callbacks, command: run(cfg, [*callbacks, callback], command))
 
 
-def kill_first_trial(monkeypatch, argv, tmp_path, epoch: int) -> None:
-    """Run the study until its worker "dies" after `epoch`, leaving trial 0 RUNNING with a dead process as worker."""
+def kill_trial(monkeypatch, argv, tmp_path, epoch: int, number: int = 0, callback=None) -> None:
+    """Run the study until its worker "dies" after `epoch`, leaving trial `number` RUNNING with a dead process as
+    its worker."""
     with monkeypatch.context() as m:
-        with_callback(m, KillAfterEpoch(epoch))
+        if callback is not None:
+            with_callback(m, callback)
+        with_callback(m, KillAfterEpoch(epoch))  # the outer wrapper: KillAfterEpoch runs before `callback`
         try:
             optimize.optimize(argv)
             raise AssertionError("the run was not killed")
@@ -62,8 +65,8 @@ def kill_first_trial(monkeypatch, argv, tmp_path, epoch: int) -> None:
     study = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    study._storage.set_trial_user_attr(study.trials[0]._trial_id, "worker", f"{socket.gethostname()}:{dead.pid}")
-    assert study.trials[0].state == TrialState.RUNNING
+    study._storage.set_trial_user_attr(study.trials[number]._trial_id, "worker", f"{socket.gethostname()}:{dead.pid}")
+    assert study.trials[number].state == TrialState.RUNNING
 
 
 def test_a_retried_trial_continues_its_dead_trials_run_and_ends_with_the_uninterrupted_trials_values_and_weights(
@@ -80,21 +83,23 @@ def test_a_retried_trial_continues_its_dead_trials_run_and_ends_with_the_uninter
     reference = optimize.optimize(argv("s")).trials[0]  # the same study name and sampler seed: the same parameters
     (tmp_path / "s").rename(tmp_path / "whole")
 
-    kill_first_trial(monkeypatch, argv("s"), tmp_path, epoch=1)
-
-    trained = TrainedEpochs()
-    with monkeypatch.context() as m:  # the study resumed: trial 0 fails, its retry (trial 1) runs
-        with_callback(m, trained)
+    kill_trial(monkeypatch, argv("s"), tmp_path, epoch=1)
+    first, second = TrainedEpochs(), TrainedEpochs()
+    kill_trial(monkeypatch, argv("s"), tmp_path, epoch=2, number=1, callback=first)  # the retry dies too
+    capsys.readouterr()
+    with monkeypatch.context() as m:  # the study resumed: trials 0 and 1 failed, the retry's retry (trial 2) runs
+        with_callback(m, second)
         resumed = optimize.optimize(argv("s"))
-    assert "[retry of trial 0, continued after its epoch 1]" in capsys.readouterr().out
-    dead_trial, retry = resumed.trials[0], resumed.trials[1]
-    assert dead_trial.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert "[retry of trial 0, continued from trial 1 after its epoch 2]" in capsys.readouterr().out
+    dead_trial, dead_retry, retry = resumed.trials
+    assert dead_trial.state == dead_retry.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
     assert retry.params == reference.params
-    assert retry.user_attrs["continued_from"] == {"trial": 0, "epoch": 1}
-    assert trained.epochs == [2, 3]                              # no epoch trained twice
+    assert dead_retry.user_attrs["continued_from"] == {"trial": 0, "epoch": 1}
+    assert retry.user_attrs["continued_from"] == {"trial": 1, "epoch": 2}
+    assert first.epochs == [2] and second.epochs == [3]       # no epoch trained twice
     assert retry.intermediate_values == reference.intermediate_values  # the pruner saw the same curve
     assert retry.value == reference.value and retry.user_attrs["best_val_acc"] == reference.user_attrs["best_val_acc"]
-    ours, theirs = tmp_path / "s" / "trial-0001", tmp_path / "whole" / "trial-0000"
+    ours, theirs = tmp_path / "s" / "trial-0002", tmp_path / "whole" / "trial-0000"
     a = torch.load(ours / "checkpoints" / "last.ckpt", weights_only=False)
     b = torch.load(theirs / "checkpoints" / "last.ckpt", weights_only=False)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
@@ -107,7 +112,7 @@ def test_a_retry_of_a_run_that_left_no_checkpoint_trains_from_its_first_epoch(tm
     space.write_text("optim.lr: {low: 1.0e-3, high: 3.0e-2, log: true}\n")
     argv = [*tiny(data_root, epochs=2), f"sweep.space={space}", "sweep.study_name=s", f"sweep.out_dir={tmp_path / 's'}",
             "sweep.sampler=random", "sweep.pruner=none", "sweep.n_trials=1", "logger=csv"]
-    kill_first_trial(monkeypatch, argv, tmp_path, epoch=0)
+    kill_trial(monkeypatch, argv, tmp_path, epoch=0)
     for f in (tmp_path / "s" / "trial-0000" / "checkpoints").glob("*.ckpt"):
         f.unlink()  # as if killed before its first checkpoint
     trained = TrainedEpochs()

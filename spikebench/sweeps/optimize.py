@@ -258,9 +258,9 @@ class Progress:
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
         best_txt = f"best {best.value:.4f} (trial {best.number})" if best else "no best yet"
         if "failed_trial" in trial.system_attrs:
-            since = trial.user_attrs.get("continued_from")
-            best_txt += f"  [retry of trial {trial.system_attrs['failed_trial']}" + (
-                f", continued after its epoch {since['epoch']}]" if since else "]")
+            first, since = trial.system_attrs["failed_trial"], trial.user_attrs.get("continued_from")
+            via = "" if not since or since["trial"] == first else f" from trial {since['trial']}"  # a retry's retry
+            best_txt += f"  [retry of trial {first}" + (f", continued{via} after its epoch {since['epoch']}]" if since else "]")
         print(f"[trial {trial.number:3d}] {trial.state.name:8s} {what:24s} {secs:6.1f} s  {best_txt}  {params}", flush=True)
 
 
