@@ -123,7 +123,7 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, out: Path) -> None:
         super().__init__(f"interrupted by {signal.Signals(signum).name}; resume with: python train.py resume={out}")
-        self.signum, self.signame = signum, signal.Signals(signum).name
+        self.signum = signum
 
 
 def interruption_callback():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from spikebench.errors import UserError
 import os
+import signal
 import socket
 import sys
 import time
@@ -338,7 +339,7 @@ def optimize(argv: list[str]) -> optuna.Study:
         except retry.StopWorker as stop_worker:
             stop, number = stop_worker.args
             study.tell(number, state=TrialState.FAIL)
-            print(f"stopped: {stop.signame} in trial {number}, which is queued again: rerun the same command to "
+            print(f"stopped: {signal.Signals(stop.signum).name} in trial {number}, which is queued again: rerun the same command to "
                   "continue the study (the trial goes on after its last completed epoch)", file=sys.stderr)
             raise stop from None
         except Exception as err:

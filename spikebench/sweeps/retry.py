@@ -26,13 +26,15 @@ from pathlib import Path
 import optuna
 
 
+def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
+    """Trial `number` as stored (a running `optuna.Trial` shows neither its system attributes nor its history)."""
+    return next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+
+
 def predecessor(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
     """The trial that `trial` retries (the last of its retry history), or None for a trial that retries none."""
-    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-    history = frozen.system_attrs.get("retry_history", [])  # what RetryHeartbeatStaleTrialCallback writes
-    if not history:
-        return None
-    return next((t for t in trial.study.get_trials(deepcopy=False) if t.number == history[-1]), None)
+    history = frozen_trial(trial.study, trial.number).system_attrs.get("retry_history", [])  # Optuna's retry callback
+    return frozen_trial(trial.study, history[-1]) if history else None
 
 
 def move_checkpoint_paths(ckpt_file: Path, old: Path, new: Path) -> None:
@@ -106,7 +108,7 @@ def requeue_interrupted(trial: optuna.Trial) -> None:
     failure, so it counts against no `sweep.max_retry`."""
     import warnings
 
-    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)(trial.study, frozen)
+        requeue = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
+        requeue(trial.study, frozen_trial(trial.study, trial.number))
