@@ -123,6 +123,28 @@ def test_a_retry_of_a_run_that_left_no_checkpoint_trains_from_its_first_epoch(tm
     assert trained.epochs == [0, 1]
 
 
+def test_a_running_trial_stores_its_cpu_time_after_every_epoch_so_a_worker_killed_outright_leaves_it(
+    tmp_path, data_root, monkeypatch
+):
+    space = tmp_path / "lr.yaml"
+    space.write_text("optim.lr: {low: 1.0e-3, high: 3.0e-2, log: true}\n")
+    argv = [*tiny(data_root, epochs=3), f"sweep.space={space}", "sweep.study_name=s", f"sweep.out_dir={tmp_path / 's'}",
+            "sweep.sampler=random", "sweep.pruner=none", "sweep.n_trials=1", "logger=csv"]
+    stored = []
+
+    class ReadStorage(Callback):  # what another process reading the journal sees while the trial runs
+        def on_train_epoch_start(self, trainer, module):
+            journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / "s" / "journal.log"))
+            trial = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(journal)).trials[0]
+            stored.append(trial.user_attrs.get("cpu_s"))
+
+    with monkeypatch.context() as m:
+        with_callback(m, ReadStorage())
+        study = optimize.optimize(argv)
+    assert stored[0] is None and all(s is not None and s > 0 for s in stored[1:]) and len(stored) == 3
+    assert stored[1] < stored[2] <= study.trials[0].user_attrs["cpu_s"]
+
+
 def test_a_run_folder_copied_with_its_checkpoint_paths_moved_gives_lightning_back_its_best_score(tmp_path, data_root):
     """Lightning's ModelCheckpoint restores its best score from a checkpoint only when the checkpoint names the folder
     it writes to: unmoved, the copy would forget the best epoch before it (the reason for move_checkpoint_paths)."""

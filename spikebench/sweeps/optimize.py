@@ -192,7 +192,8 @@ class TrialObjective:
         pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
         cpu0 = time.process_time()
         try:
-            results = run(cfg, callbacks=[pruning, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")],
+            callbacks = [pruning, CpuTime(trial, cpu0), TrialWandbRun(f"{self.study_name}-trial-{trial.number}")]
+            results = run(cfg, callbacks=callbacks,
                           command=["train.py", *self.overrides, *search_space.overrides(params),
                                    f"output_dir={cfg.output_dir}", *resume])
         except UserError as err:  # the trial is recorded as failed, then optimize() stops the study with this line
@@ -212,6 +213,18 @@ class TrialObjective:
         trial.set_user_attr("epochs", results["epochs"])
         trial.set_user_attr("best_val_acc", float(results["best_val_acc"]))
         return float(results[f"{self.objective}_val_acc"])
+
+
+class CpuTime(Callback):
+    """Stores the trial's CPU seconds so far after every epoch, so that a worker killed outright (SIGKILL, a machine
+    that stops: no `finally` runs) still leaves what its trial spent, and a study's CPU hours count it; the
+    objective stores the final figure when the run ends."""
+
+    def __init__(self, trial: optuna.Trial, cpu0: float) -> None:
+        self.trial, self.cpu0 = trial, cpu0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.trial.set_user_attr("cpu_s", time.process_time() - self.cpu0)
 
 
 class TrialWandbRun(Callback):
