@@ -10,6 +10,7 @@ import sys
 import warnings
 
 import optuna
+import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from optuna.trial import TrialState
@@ -123,7 +124,7 @@ def test_a_retry_of_a_run_that_left_no_checkpoint_trains_from_its_first_epoch(tm
     assert trained.epochs == [0, 1]
 
 
-def test_a_running_trial_stores_its_cpu_time_after_every_epoch_so_a_worker_killed_outright_leaves_it(
+def test_a_running_trial_stores_its_cpu_and_wall_time_after_every_epoch_so_a_worker_killed_outright_leaves_them(
     tmp_path, data_root, monkeypatch
 ):
     space = tmp_path / "lr.yaml"
@@ -136,13 +137,38 @@ def test_a_running_trial_stores_its_cpu_time_after_every_epoch_so_a_worker_kille
         def on_train_epoch_start(self, trainer, module):
             journal = optuna.storages.journal.JournalFileBackend(str(tmp_path / "s" / "journal.log"))
             trial = optuna.load_study(study_name="s", storage=optuna.storages.JournalStorage(journal)).trials[0]
-            stored.append(trial.user_attrs.get("cpu_s"))
+            stored.append((trial.user_attrs.get("cpu_s"), trial.user_attrs.get("wall_s")))
 
     with monkeypatch.context() as m:
         with_callback(m, ReadStorage())
         study = optimize.optimize(argv)
-    assert stored[0] is None and all(s is not None and s > 0 for s in stored[1:]) and len(stored) == 3
-    assert stored[1] < stored[2] <= study.trials[0].user_attrs["cpu_s"]
+    assert stored[0] == (None, None) and len(stored) == 3
+    end = study.trials[0].user_attrs
+    for key, (first, second) in zip(("cpu_s", "wall_s"), zip(stored[1], stored[2])):
+        assert 0 < first < second <= end[key]
+
+
+def test_a_study_summary_counts_a_dead_trials_own_run_time_not_the_hours_until_a_later_worker_found_it_dead():
+    from datetime import datetime, timedelta
+
+    from spikebench.sweeps.benchmark.tuning import summarise
+
+    study = optuna.create_study(direction="maximize")
+    start = datetime(2026, 12, 6, 1, 0)
+
+    def add(state, minutes, **attrs):  # a trial that Optuna saw end `minutes` after it started
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=state, value=0.5 if state == TrialState.COMPLETE else None,
+            datetime_start=start, datetime_complete=start + timedelta(minutes=minutes), params={}, distributions={},
+            user_attrs=attrs, system_attrs={}, intermediate_values={}))
+
+    add(TrialState.COMPLETE, 10, cpu_s=590.0)            # recorded before wall_s existed: Optuna's span, 600 s
+    add(TrialState.FAIL, 300, cpu_s=60.0, wall_s=120.0)  # killed after 2 min, found dead 5 h later: its own record
+    add(TrialState.FAIL, 300)                            # killed outright before the records existed: unknown
+    add(TrialState.FAIL, 3, cpu_s=170.0)                 # failed in its own worker before wall_s existed: 180 s
+    row = summarise(study)["row"]
+    assert row["wall_h"] == pytest.approx((600 + 120 + 180) / 3600)
+    assert row["cpu_h"] == pytest.approx((590 + 60 + 170) / 3600)
 
 
 def test_a_run_folder_copied_with_its_checkpoint_paths_moved_gives_lightning_back_its_best_score(tmp_path, data_root):

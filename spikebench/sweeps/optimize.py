@@ -56,7 +56,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A trial that fails because of its own parameters (NaN loss, out of memory) or a bug is recorded as FAIL, with its
 # traceback in the trial's log, and the study goes on; the user's errors (spikebench.errors.UserError: ConfigError,
 # DataError, none of them a ValueError) stop it, as every trial would fail alike.
-RUN_ATTRS = ("continued_from", "cpu_s", "epochs", "best_val_acc")  # a trial's user attributes of its run
+RUN_ATTRS = ("continued_from", "cpu_s", "wall_s", "epochs", "best_val_acc")  # a trial's user attributes of its run
 TRIAL_ERRORS = (Exception,)  # Optuna records each as a failed trial; TrialObjective keeps a UserError to stop the study
 
 
@@ -177,6 +177,7 @@ class TrialObjective:
     def __call__(self, trial: optuna.Trial) -> float:
         from optuna_integration import PyTorchLightningPruningCallback
 
+        wall0 = time.monotonic()
         params = {k: p.suggest(trial) for k, p in self.space.items()}
         cfg = self.trial_config(trial, params)
         trial.set_user_attr("worker", WORKER)
@@ -190,9 +191,9 @@ class TrialObjective:
         if continued is not None:
             cfg.ckpt_path, resume = str(continued[0]), [f"ckpt_path={continued[0]}"]
         pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
-        cpu0 = time.process_time()
+        clock = RunTime(trial, wall0)
         try:
-            callbacks = [pruning, CpuTime(trial, cpu0), TrialWandbRun(f"{self.study_name}-trial-{trial.number}")]
+            callbacks = [pruning, clock, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")]
             results = run(cfg, callbacks=callbacks,
                           command=["train.py", *self.overrides, *search_space.overrides(params),
                                    f"output_dir={cfg.output_dir}", *resume])
@@ -209,22 +210,27 @@ class TrialObjective:
             (Path(cfg.output_dir) / "error.log").write_text(traceback.format_exc())
             raise
         finally:  # pruned and failed trials spent time too
-            trial.set_user_attr("cpu_s", time.process_time() - cpu0)
+            clock.store()
         trial.set_user_attr("epochs", results["epochs"])
         trial.set_user_attr("best_val_acc", float(results["best_val_acc"]))
         return float(results[f"{self.objective}_val_acc"])
 
 
-class CpuTime(Callback):
-    """Stores the trial's CPU seconds so far after every epoch, so that a worker killed outright (SIGKILL, a machine
-    that stops: no `finally` runs) still leaves what its trial spent, and a study's CPU hours count it; the
-    objective stores the final figure when the run ends."""
+class RunTime(Callback):
+    """Stores the trial's CPU seconds (from the start of its run) and wall seconds (from the start of the trial) after
+    every epoch and when the run ends, so that a worker killed outright (SIGKILL, a machine that stops: no `finally`
+    runs) still leaves what its trial spent. Optuna's own end time of such a trial is when a later worker found it
+    dead, which can be hours after it stopped."""
 
-    def __init__(self, trial: optuna.Trial, cpu0: float) -> None:
-        self.trial, self.cpu0 = trial, cpu0
+    def __init__(self, trial: optuna.Trial, wall0: float) -> None:
+        self.trial, self.wall0, self.cpu0 = trial, wall0, time.process_time()
+
+    def store(self) -> None:
+        self.trial.set_user_attr("cpu_s", time.process_time() - self.cpu0)
+        self.trial.set_user_attr("wall_s", time.monotonic() - self.wall0)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.trial.set_user_attr("cpu_s", time.process_time() - self.cpu0)
+        self.store()
 
 
 class TrialWandbRun(Callback):

@@ -101,7 +101,11 @@ def summarise(study) -> dict[str, Any]:
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     history = []
     for t in trials:
-        secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else 0.0
+        secs = t.user_attrs.get("wall_s")  # the trial's own record (optimize.RunTime), kept by a trial killed outright
+        if secs is None:  # a trial from before that record: Optuna's span if the trial ended in its own worker (which
+            # then stored cpu_s); one that died was ended by a later worker that found it dead, maybe hours later
+            ended = t.user_attrs.get("cpu_s") is not None and t.datetime_complete is not None
+            secs = (t.datetime_complete - t.datetime_start).total_seconds() if ended else float("nan")
         last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else float("nan")
         since = t.user_attrs.get("continued_from")  # a retry that continued a dead trial's run trained after that epoch
         cpu = t.user_attrs.get("cpu_s")
@@ -126,7 +130,7 @@ def summarise(study) -> dict[str, Any]:
         "best_params": best["params"] if best else {},
         "complete": counts["COMPLETE"], "pruned": counts["PRUNED"], "failed": counts["FAIL"],
         "trial_epochs": sum(h["epochs"] for h in history),
-        "wall_h": sum(h["wall_s"] for h in history) / 3600,
+        "wall_h": sum(h["wall_s"] for h in history if math.isfinite(h["wall_s"])) / 3600,
         "cpu_h": sum(cpu) / 3600,
     }
     return {"row": row, "history": history, "importances": importances}
