@@ -13,13 +13,16 @@
 # From 2026-12-06 04:41 UTC /work/run-next is at e62c19e (git -C /work/run-next checkout --detach e62c19e): a trial left
 # unfinished by a stop is continued from its last epoch instead of retrained; every finished cell's config hash is
 # the same there (checked), so nothing is rerun.
+# From 2026-12-06 ~08:10 UTC (queue B's EventProp rows done, tune-bptt_adlif finished, its first retraining cell
+# done) this queue runs the remaining bptt_adlif cells two at a time (`benchmark.workers=2`: both cores; a worker
+# count changes no cell's config), so queue B is not restarted.
 # The body is one function, read whole before it runs.
 main() {
   mkdir -p /work/main/results/fsdd_stdp_samples
   (cd /work/run-stdp-samples && OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_stdp_samples \
     benchmark.out_dir=/work/main/results/fsdd_stdp_samples >> /work/main/results/fsdd_stdp_samples/console.log 2>&1)
   cd /work/run-next || exit 1
-  OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions "benchmark.only=['*bptt*']" \
+  OMP_NUM_THREADS=1 python -m spikebench.sweeps.benchmark benchmark=fsdd_additions "benchmark.only=['*bptt*']" benchmark.workers=2 \
     benchmark.out_dir=/work/main/results/fsdd_additions >> /work/main/results/fsdd_additions/console.log 2>&1
 }
 main "$@"; exit
