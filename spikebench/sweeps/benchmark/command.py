@@ -47,7 +47,7 @@ architecture.md, architecture.csv, accuracy_vs_time.png, scaling_steps.png, scal
 environment.yaml (command, commit, versions, device, load), benchmark.yaml (the resolved benchmark config),
 configs/<algorithm>.yaml (each algorithm's resolved train config), logs/<cell>.log; with tuning: studies/<cell>/
 (journal.log, best.yaml, best_command.txt, history.png, importance.png, trial-NNNN/), best_params.yaml,
-tuning_history.png, importances.png.
+tuning_history.png, importances.png; with left-out speakers: loso.csv, pairs.csv, verdict.png.
 """
 
 

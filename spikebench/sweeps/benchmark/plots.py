@@ -1,6 +1,6 @@
 """The benchmark's figures: accuracy against training time, step time and memory against the number of time steps
-and the hidden size, accuracy against hidden size (feed-forward / recurrent), the table as a figure, the studies'
-optimisation histories and parameter importances. Each function takes the rows it plots and writes one PNG."""
+and the hidden size, accuracy against hidden size (feed-forward / recurrent), the verdict (test file and left-out
+speakers, with intervals), the table as a figure, the studies' optimisation histories and parameter importances. Each function takes the rows it plots and writes one PNG."""
 
 from __future__ import annotations
 
@@ -133,6 +133,43 @@ def architecture(path: Path, rows: list[dict], algorithms: list[str],
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def verdict(tuned: list[dict], loso: list[dict], algorithms: list[str]):
+    """Each algorithm's tuned accuracy on the test file (one dot per seed) and on left-out speakers (one dot per
+    speaker: its seeds' mean, as the verdict table counts it), each with its mean and 95 % t-interval (stats.py), so
+    that the spread a table's ± summarises stays visible. The figure, for `save`."""
+    from .stats import t_interval
+
+    plt = _pyplot()
+    colour = _colours(algorithms)
+    fig, ax = plt.subplots(figsize=(1.6 * len(algorithms) + 2, 4))
+    shown = [a for a in algorithms if any(r["algorithm"] == a for r in tuned + loso)]
+    kinds = ((-0.17, "o", "test file (seeds)"), (0.17, "s", "left-out speakers (one network each)"))
+    for x, a in enumerate(shown):
+        per_speaker: dict[int, list[float]] = {}
+        for r in loso:
+            if r["algorithm"] == a:
+                per_speaker.setdefault(int(r["speaker"]), []).append(float(r["test_acc"]))
+        values = ([float(r["test_acc"]) for r in tuned if r["algorithm"] == a],
+                  [float(np.mean(v)) for v in per_speaker.values()])
+        for v, (dx, marker, _) in zip(values, kinds):
+            if not v:
+                continue
+            mean, half, _ = t_interval(v)
+            ax.plot(np.full(len(v), x + dx), 100 * np.array(v), marker, ms=4, alpha=0.5, color=colour[a], mfc="none")
+            ax.errorbar([x + dx], [100 * mean], yerr=[[100 * half if np.isfinite(half) else 0.0]] * 2, fmt=marker,
+                        ms=8, capsize=4, color=colour[a])
+    for _, marker, label in kinds:  # the legend tells the two markers apart; the x axis names the algorithms
+        ax.plot([], [], marker, color="grey", label=label)
+    ax.set_xticks(range(len(shown)), shown, rotation=20, ha="right")
+    ax.set_xlim(-0.6, len(shown) - 0.4)
+    ax.set_title("mean and 95 % t-interval; small markers: each seed / each speaker", fontsize=9)
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def table_figure(markdown: str):

@@ -197,6 +197,8 @@ def write_reports(out: Path, b: DictConfig, algorithms: list[str], plan: Plan, f
 
         P.write_all(out, trows + rows, srows, arows, markdown_table(tsumm or summ) if (tsumm or summ) else "", algorithms, b,
                     architecture.accuracy_intervals(correct))
+        if trows and (plan.loso or "loso" in b.phases):
+            P.save(P.verdict(trows, collect(out, plan.loso), algorithms), out / "verdict.png", dpi=120)
         if studies:
             P.tuning_history(out / "tuning_history.png", plan.tune, studies)
             P.importances(out / "importances.png", plan.tune, studies)
