@@ -149,6 +149,22 @@ def test_a_failing_cell_is_reported_and_the_others_still_run(tmp_path):
     assert "lstm-h16-rec-s0" in (out / "table.md").read_text()
 
 
+def test_a_dry_run_lists_done_changed_and_new_cells_and_writes_nothing(tmp_path, capsys):
+    argv = tiny_argv(tmp_path) + ["benchmark.phases=[table]", "benchmark.plots=false", "benchmark.algorithms=[bptt]"]
+    B.benchmark(argv + ["benchmark.seeds=[0]"])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    stamps = [p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))]
+    capsys.readouterr()
+    B.benchmark(argv + ["benchmark.seeds=[0,1]", "benchmark.dry_run=true"])
+    assert capsys.readouterr().out.splitlines()[-3:] == [
+        "done     accuracy     bptt-h16-rec-s0", "to run   accuracy     bptt-h16-rec-s1",
+        f"dry run of tiny -> {tmp_path / 'out'}: 1 done, 1 to run"]
+    B.benchmark(argv + ["benchmark.seeds=[0]", "benchmark.dry_run=true", "optim.lr=0.0123"])  # another config
+    assert "changed  accuracy     bptt-h16-rec-s0" in capsys.readouterr().out
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert [p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))] == stamps
+
+
 def test_a_variant_is_a_row_of_its_own_trained_with_its_algorithm_and_overrides(tmp_path):
     argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]", "benchmark.plots=false",
                                   "benchmark.algorithms=[bptt,bptt_delays]",

@@ -36,6 +36,9 @@ resolved config is skipped: rerunning the command resumes (a cell whose training
 did not is not retrained). Every cell is seeded (`seed`, through L.seed_everything in train.run): on CPU the
 same command reproduces the accuracy figures exactly.
 
+`benchmark.dry_run=true` lists each cell as done, changed (its finished folder holds another config: a training
+cell would be trained again, a study resumes from its journal) or to run, and writes nothing.
+
 `benchmark.only=[<cell name or shell pattern>, …]` (quote a pattern that starts with *, a YAML alias otherwise:
 "benchmark.only=['*bptt*']") runs only those cells and then writes the reports from every cell that has finished,
 wherever it ran: so a job scheduler can fan the cells out (one array task per cell), and the studies can share a
@@ -86,10 +89,34 @@ def importable(b, algorithms: list[str]) -> list[str]:
     return ok
 
 
-def studies_done(out: Path, cells: list[Cell], sampler: str) -> dict[str, dict]:
+def studies_done(out: Path, cells: list[Cell], sampler: str, done=is_done) -> dict[str, dict]:
     """{algorithm: row} of the finished studies with the benchmark's own sampler (not the random-search ones)."""
-    found = tuning.read_study_rows(out, [c for c in cells if c.info["sampler"] == sampler], is_done, done_file)
+    found = tuning.read_study_rows(out, [c for c in cells if c.info["sampler"] == sampler], done, done_file)
     return {c.algorithm: found[c.name]["row"] for c in cells if c.name in found}
+
+
+def dry_run(out: Path, b, user: list[str], algorithms: list[str], p, tune: list[Cell], chosen) -> None:
+    """Print what the command would do with each chosen cell, writing nothing: `done` (kept), `changed` (its
+    cell.yaml holds another resolved config, e.g. after an update that added a config key: a training cell would be
+    trained again and its folder replaced; a study resumes from its journal and is summarised again), `to run`.
+    Before moving a long run to another commit, every finished training cell should read `done`."""
+    # a changed study resumes from its journal, which holds the same best trial: its retraining cells are listed
+    studies = studies_done(out, p.tune, b.tuning.sampler, done=lambda o, c: done_file(o, c).is_file())
+    retrain = [*(tuning.tuned_cells(b, user, algorithms, p.configs, studies) if "tuned" in b.phases else []),
+               *(tuning.loso_cells(b, user, algorithms, p.configs, studies) if "loso" in b.phases else [])]
+    counts: dict[str, int] = {}
+    for c in [*tune, *retrain, *p.table, *p.scaling, *p.arch]:
+        if not chosen(c):
+            continue
+        state = "done" if is_done(out, c) else "changed" if done_file(out, c).is_file() else "to run"
+        counts[state] = counts.get(state, 0) + 1
+        print(f"{state:8s} {c.kind:12s} {c.name}")
+    waiting = sorted(a for a in algorithms if a not in studies and any(c.algorithm == a for c in p.tune))
+    if waiting and ("tuned" in b.phases or "loso" in b.phases):
+        print(f"(retraining cells of {', '.join(waiting)} are listed once their study has finished)")
+    if counts.get("changed"):
+        print("(changed: a training cell would be trained again, its folder replaced; a study resumes from its journal)")
+    print(f"dry run of {b.name} -> {out}: " + (", ".join(f"{n} {s}" for s, n in counts.items()) or "no cells"), flush=True)
 
 
 def selector(patterns: list[str] | None, known: list[str]):
@@ -123,6 +150,9 @@ def benchmark(argv: list[str]) -> tuple[Path, dict[str, str]]:
     run_tune = [c for c in p.tune if "tune" in b.phases]
     known = [c.name for c in [*run_tune, *p.table, *p.scaling, *p.arch]] + future_tuned
     chosen = selector(list(b.only) if b.only is not None else None, known)
+    if b.dry_run:
+        dry_run(out, b, user, algorithms, p, [c for c in run_tune if chosen(c)], chosen)
+        return out, {}
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(b, out / "benchmark.yaml", resolve=True)
     (out / "configs").mkdir(exist_ok=True)

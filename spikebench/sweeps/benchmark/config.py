@@ -88,6 +88,7 @@ class BenchmarkConfig:
     plots: bool = True
     phases: List[str] = field(default_factory=lambda: ["table", "scaling", "architecture"])
     only: Optional[List[str]] = None  # run only the cells with these names (shell patterns); reports gather all
+    dry_run: bool = False  # list each chosen cell as done / changed (would be trained again) / to run; write nothing
     scaling: Scaling = field(default_factory=Scaling)
     architecture: Architecture = field(default_factory=Architecture)
     tuning: Tuning = field(default_factory=Tuning)
