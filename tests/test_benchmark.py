@@ -389,55 +389,6 @@ def test_a_database_password_in_the_command_is_masked_in_environment_yaml_and_th
     assert mask_password("postgresql://ann@db-host/optuna") == "postgresql://ann@db-host/optuna"  # no password: as is
 
 
-def test_table_png_every_cells_text_lies_inside_its_cell_even_the_long_heuristics(tmp_path):
-    from spikebench.sweeps.benchmark import plots
-
-    long = "silent-neuron lift 0.00649537; regulariser through spike times (∂N/∂t := −1/T); discrete adjoint (spikes at step ends)"
-    markdown = "\n".join([
-        "# caption", "",
-        "| Algorithm | Seeds | Test acc. (%) | Heuristics (not the loss gradient) |",
-        "|---|---|---|---|",
-        f"| eventprop | 3 | 76.7 ± 1.3 | {long} |",
-        "| lstm | 3 | 89.2 ± 1.2 | none |",
-        "", "| second | table |", "|---|---|", "| not | drawn |",
-    ])
-    fig = plots.table_figure(markdown)
-    try:
-        fig.canvas.draw()  # lays the texts out at the canvas's resolution
-        renderer = fig.canvas.get_renderer()
-        table = fig.axes[0].tables[0]
-        texts = {key: cell.get_text().get_text() for key, cell in table.get_celld().items()}
-        assert len(texts) == 3 * 4 and "drawn" not in "".join(texts.values())  # the first table only
-        for key, cell in table.get_celld().items():
-            box, text = cell.get_window_extent(renderer), cell.get_text().get_window_extent(renderer)
-            assert box.x0 <= text.x0 and text.x1 <= box.x1 and box.y0 <= text.y0 and text.y1 <= box.y1, (key, texts[key])
-    finally:
-        plots.save(fig, tmp_path / "table.png", dpi=150)
-    assert (tmp_path / "table.png").stat().st_size > 0
-
-
-def test_accuracy_vs_time_draws_tuned_and_shared_cells_in_separate_panels(tmp_path):
-    from spikebench.sweeps.benchmark import plots
-
-    def row(algorithm, setting, seed):
-        return {"algorithm": algorithm, "setting": setting, "seed": seed,
-                "_curve": {"epoch_s": [1.0, 1.0, 1.0], "val_acc": [0.2, 0.4, 0.5 + 0.01 * seed]}}
-
-    rows = [row(a, s, seed) for s in ("tuned", "shared") for a in ("bptt", "eprop") for seed in (0, 1, 2)]
-    fig = plots.accuracy_vs_time(rows, ["bptt", "eprop"])
-    try:
-        titles = [ax.get_title() for ax in fig.axes]
-        assert titles == ["each algorithm at its tuned best", "the shared setting"]
-        assert [len(ax.get_lines()) for ax in fig.axes] == [6, 6]  # 2 algorithms × 3 seeds in each panel
-    finally:
-        plots.save(fig, tmp_path / "acc.png", dpi=120)
-    single = plots.accuracy_vs_time(rows[6:], ["bptt", "eprop"])  # the shared cells only: one panel, no title
-    try:
-        assert len(single.axes) == 1 and single.axes[0].get_title() == ""
-    finally:
-        plots.save(single, tmp_path / "one.png", dpi=120)
-
-
 def test_a_variants_study_searches_its_algorithms_space_with_the_variants_overrides_fixed():
     from spikebench.sweeps.benchmark import tuning
     from spikebench.sweeps.benchmark.cells import plan

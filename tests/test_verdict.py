@@ -156,23 +156,3 @@ def test_verdict_benchmark_selects_on_a_held_out_speaker_retrains_per_seed_and_p
     loso = list(csv.DictReader(open(out / "loso.csv")))
     assert sorted((r["algorithm"], r["speaker"]) for r in loso) == [
         ("bptt", "0"), ("bptt", "2"), ("eventprop", "0"), ("eventprop", "2")]
-
-
-def test_verdict_figure_draws_each_algorithms_mean_and_t_interval_over_seeds_and_over_speakers(tmp_path):
-    from spikebench.sweeps.benchmark import plots
-
-    tuned = [{"algorithm": "bptt", "test_acc": v} for v in (0.70, 0.72, 0.77)]
-    loso = [{"algorithm": "bptt", "speaker": k, "test_acc": v} for k, v in ((0, 0.3), (1, 0.5), (2, 0.4), (2, 0.6))]
-    loso += [{"algorithm": "eventprop", "speaker": 0, "test_acc": 0.45}]  # no test-file cell yet: its speaker only
-    fig = plots.verdict(tuned, loso, ["bptt", "lstm", "eventprop"])
-    try:
-        ax = fig.axes[0]
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["bptt", "eventprop"]  # the LSTM has no rows
-        drawn = [(c.lines[0].get_xydata()[0], c.lines[2][0].get_segments()[0][:, 1]) for c in ax.containers]
-        expected = [stats.t_interval([0.70, 0.72, 0.77]), stats.t_interval([0.3, 0.5, 0.5])]  # speaker 2: its mean
-        for (point, (low, high)), (mean, half, _) in zip(drawn, expected):
-            assert point[1] == pytest.approx(100 * mean) and (low, high) == pytest.approx((100 * (mean - half),
-                                                                                          100 * (mean + half)))
-        assert len(drawn) == 3 and drawn[2][0][1] == pytest.approx(45.0)  # one speaker: a mean without an interval
-    finally:
-        plots.save(fig, tmp_path / "verdict.png", dpi=50)

@@ -191,7 +191,7 @@ class TrialObjective:
         if continued is not None:
             cfg.ckpt_path, resume = str(continued[0]), [f"ckpt_path={continued[0]}"]
         pruning = PyTorchLightningPruningCallback(trial, monitor="val/acc")
-        clock = RunTime(trial, wall0)
+        clock = retry.RunTime(trial, wall0)
         try:
             callbacks = [pruning, clock, TrialWandbRun(f"{self.study_name}-trial-{trial.number}")]
             results = run(cfg, callbacks=callbacks,
@@ -214,23 +214,6 @@ class TrialObjective:
         trial.set_user_attr("epochs", results["epochs"])
         trial.set_user_attr("best_val_acc", float(results["best_val_acc"]))
         return float(results[f"{self.objective}_val_acc"])
-
-
-class RunTime(Callback):
-    """Stores the trial's CPU seconds (from the start of its run) and wall seconds (from the start of the trial) after
-    every epoch and when the run ends, so that a worker killed outright (SIGKILL, a machine that stops: no `finally`
-    runs) still leaves what its trial spent. Optuna's own end time of such a trial is when a later worker found it
-    dead, which can be hours after it stopped."""
-
-    def __init__(self, trial: optuna.Trial, wall0: float) -> None:
-        self.trial, self.wall0, self.cpu0 = trial, wall0, time.process_time()
-
-    def store(self) -> None:
-        self.trial.set_user_attr("cpu_s", time.process_time() - self.cpu0)
-        self.trial.set_user_attr("wall_s", time.monotonic() - self.wall0)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.store()
 
 
 class TrialWandbRun(Callback):

@@ -9,6 +9,8 @@ that is stopped and resumed loses up to a trial per worker at every stop. train.
 tests/test_train.py checks the weights), so the retry copies the dead run's folder into its own, reports the epochs
 that the copy holds with the dead trial's values (so the pruner sees the same curve) and resumes there.
 A trial stopped by SIGTERM or SIGINT (a preempted job, Ctrl-C) is queued again the same way (`requeue_interrupted`).
+A dead trial's own CPU and wall time stay with it (`RunTime` stores them after every epoch), so a study's hours
+count the epochs it trained.
 
 Lightning's ModelCheckpoint restores its best score and file paths from a checkpoint only when the checkpoint's
 `dirpath` is the folder it writes to; otherwise it warns and keeps the best path alone, and the run's best val/acc
@@ -21,9 +23,11 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import time
 from pathlib import Path
 
 import optuna
+from lightning.pytorch.callbacks import Callback
 
 
 def frozen_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
@@ -112,3 +116,20 @@ def requeue_interrupted(trial: optuna.Trial) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         requeue = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
         requeue(trial.study, frozen_trial(trial.study, trial.number))
+
+
+class RunTime(Callback):
+    """Stores the trial's CPU seconds (from the start of its run) and wall seconds (from the start of the trial) after
+    every epoch and when the run ends, so that a worker killed outright (SIGKILL, a machine that stops: no `finally`
+    runs) still leaves what its trial spent. Optuna's own end time of such a trial is when a later worker found it
+    dead, which can be hours after it stopped."""
+
+    def __init__(self, trial: optuna.Trial, wall0: float) -> None:
+        self.trial, self.wall0, self.cpu0 = trial, wall0, time.process_time()
+
+    def store(self) -> None:
+        self.trial.set_user_attr("cpu_s", time.process_time() - self.cpu0)
+        self.trial.set_user_attr("wall_s", time.monotonic() - self.wall0)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.store()
