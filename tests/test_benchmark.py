@@ -165,6 +165,32 @@ def test_a_dry_run_lists_done_changed_and_new_cells_and_writes_nothing(tmp_path,
     assert [p.stat().st_mtime_ns for p in sorted(tmp_path.rglob("*"))] == stamps
 
 
+def test_a_cell_finished_before_an_update_added_config_keys_is_kept_unless_a_new_key_leaves_its_default(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    argv = tiny_argv(tmp_path) + ["benchmark.phases=[table]", "benchmark.plots=false", "benchmark.algorithms=[bptt]",
+                                  "benchmark.seeds=[0]"]
+    out, _ = B.benchmark(argv)
+    cell = out / "cells" / "bptt-h16-rec-s0"
+    saved = OmegaConf.load(cell / "config.yaml")  # as the code before model.neuron and model.delays existed wrote it
+    del saved.model["neuron"], saved.model["delays"]
+    OmegaConf.save(saved, cell / "config.yaml")
+    done = yaml.safe_load((cell / "cell.yaml").read_text())
+    done["cell"]["config_hash"] = BC.config_hash(saved, {"nb": done["cell"]["info"]["neurobench_samples"]})
+    (cell / "cell.yaml").write_text(yaml.safe_dump(done))
+    capsys.readouterr()
+    B.benchmark(argv + ["benchmark.dry_run=true"])
+    assert "done     accuracy     bptt-h16-rec-s0" in capsys.readouterr().out
+    B.benchmark(argv + ["benchmark.dry_run=true", "model.delays.enabled=true"])  # a new key away from its default
+    assert "changed  accuracy     bptt-h16-rec-s0" in capsys.readouterr().out
+    saved.model.tau_mem = 0.5 * saved.model.tau_mem  # a key the cell had, at another value
+    OmegaConf.save(saved, cell / "config.yaml")
+    done["cell"]["config_hash"] = BC.config_hash(saved, {"nb": done["cell"]["info"]["neurobench_samples"]})
+    (cell / "cell.yaml").write_text(yaml.safe_dump(done))
+    B.benchmark(argv + ["benchmark.dry_run=true"])
+    assert "changed  accuracy     bptt-h16-rec-s0" in capsys.readouterr().out
+
+
 def test_a_variant_is_a_row_of_its_own_trained_with_its_algorithm_and_overrides(tmp_path):
     argv = tiny_argv(tmp_path) + ["benchmark.seeds=[0]", "benchmark.phases=[table]", "benchmark.plots=false",
                                   "benchmark.algorithms=[bptt,bptt_delays]",

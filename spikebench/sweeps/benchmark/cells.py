@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,14 +42,52 @@ class Plan:
     configs: dict[str, DictConfig] = field(default_factory=dict)
 
 
-def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
-    """Hash of the resolved config without where it is written: a cell is the same cell iff this is equal."""
+def comparable(cfg: DictConfig) -> dict:
+    """The resolved config without where it is written (a cell resumed from its last checkpoint is the same cell)."""
     c = OmegaConf.to_container(cfg, resolve=True)
     c.pop("output_dir", None)
-    c.pop("ckpt_path", None)  # a cell resumed from its last checkpoint is the same cell
+    c.pop("ckpt_path", None)
     c["trainer"].pop("enable_progress_bar", None)
-    text = yaml.safe_dump({"cfg": c, "extra": extra or {}}, sort_keys=True)
+    return c
+
+
+def config_hash(cfg: DictConfig, extra: dict | None = None) -> str:
+    """Hash of the resolved config without where it is written: a cell is the same cell iff this is equal."""
+    text = yaml.safe_dump({"cfg": comparable(cfg), "extra": extra or {}}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)  # composes two configs: once per cell and process, not at every report
+def only_added_keys_differ(saved_file: str, mtime_ns: int, recorded_hash: str, overrides: tuple[str, ...],
+                           neurobench_samples: Any) -> bool:
+    """Whether a finished accuracy cell, whose recorded hash differs from today's, ran today's config but for keys
+    that an update added since: each key that its saved config.yaml lacks must hold the value that the schema and
+    the cell's config groups give it (not one set by its experiment or overrides), the behaviour the cell had
+    before the key existed. Without this, every update that adds a config key would retrain every finished cell
+    and replace its folder. (A change of code is not a change of config; each cell records its commit.)
+    `mtime_ns` keys the cache: a rewritten config.yaml is read again."""
+    saved = OmegaConf.load(saved_file)
+    if recorded_hash != config_hash(saved, {"nb": neurobench_samples}):
+        return False  # the saved file is not the config that the recorded hash was taken of
+    groups = [o for o in overrides if o.split("=", 1)[0] in ("algorithm", "data", "logger")]
+    now, base = comparable(compose_config(list(overrides))), comparable(compose_config(groups))
+
+    def without_added(now: dict, then: dict, base: dict) -> dict | None:
+        kept = {}
+        for k, v in now.items():
+            if k not in then:
+                if k not in base or base[k] != v:
+                    return None  # a new key set away from its default: another config
+            elif isinstance(v, dict) and isinstance(then[k], dict):
+                sub = without_added(v, then[k], base.get(k) if isinstance(base.get(k), dict) else {})
+                if sub is None:
+                    return None
+                kept[k] = sub
+            else:
+                kept[k] = v
+        return kept
+
+    return without_added(now, comparable(saved), base) == comparable(saved)
 
 
 def algorithm_overrides(b: DictConfig, user: list[str], algorithm: str) -> list[str]:

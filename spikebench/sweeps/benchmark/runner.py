@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from .cells import Cell
+from .cells import Cell, only_added_keys_differ
 from .work import EpochProgress, cell_entry
 
 CELL_FILE = "cell.yaml"
@@ -34,13 +34,20 @@ def done_file(out: Path, cell: Cell) -> Path:
 
 
 def is_done(out: Path, cell: Cell) -> bool:
+    """A cell is done when its done file records today's config hash, or (an accuracy cell) a config that differs
+    from today's only by keys added since at their defaults (cells.only_added_keys_differ)."""
     path = done_file(out, cell)
     if not path.is_file():
         return False
     try:
-        return yaml.safe_load(path.read_text())["cell"]["config_hash"] == cell.config_hash
+        recorded = yaml.safe_load(path.read_text())["cell"]["config_hash"]
     except (KeyError, TypeError, yaml.YAMLError):
         return False
+    if recorded == cell.config_hash:
+        return True
+    saved = cell_dir(out, cell) / "config.yaml"
+    return cell.kind == "accuracy" and saved.is_file() and only_added_keys_differ(
+        str(saved), saved.stat().st_mtime_ns, recorded, tuple(cell.overrides), cell.info.get("neurobench_samples"))
 
 
 def run_cell(out: Path, cell: Cell, mode: str, tag: str = "") -> tuple[bool, str]:
