@@ -146,10 +146,12 @@ def test_database_down_for_longer_than_the_grace_period_during_a_study_two_worke
     workers = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT) for f in logs]
     try:
 
-        def a_trial_mid_training():
-            return any(t.intermediate_values for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        def both_in_a_trial_one_mid_training():  # both connected: a worker still starting up when the database
+            # goes away stops at once (make_storage), by design: this test is about running workers
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            return len(running) == 2 and any(t.intermediate_values for t in running)
 
-        wait_for(a_trial_mid_training, 120, "a running trial that has reported an epoch", workers)
+        wait_for(both_in_a_trial_one_mid_training, 120, "both workers in a trial, one past an epoch", workers)
         completed_before = {t.number: (t.params, t.value) for t in study.get_trials(states=(TrialState.COMPLETE,))}
         subprocess.run(stop, shell=True, check=True)
         try:
@@ -196,7 +198,11 @@ def test_database_away_longer_than_reconnect_timeout_worker_stops_with_one_line_
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)), 120, "a running trial", [worker])
+        def mid_training():  # past an epoch, its heartbeat long recorded (a trial stopped before its first heartbeat
+            # has none to go stale, and Optuna leaves it RUNNING)
+            return any(t.intermediate_values for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+        wait_for(mid_training, 120, "a running trial that has reported an epoch", [worker])
         subprocess.run(stop, shell=True, check=True)
         try:
             out, err = worker.communicate(timeout=60)
