@@ -94,6 +94,7 @@ def architecture(path: Path, rows: list[dict], algorithms: list[str],
     architecture.accuracy_intervals: a bootstrap over recordings and seeds), else mean ± 95 % t-interval over seeds
     —, time per epoch and step memory against hidden size: solid recurrent, dashed feed-forward."""
     from .stats import t_interval
+    from .verdict import speaker_accuracies
 
     plt = _pyplot()
     colour = _colours(algorithms)
@@ -140,6 +141,7 @@ def verdict(tuned: list[dict], loso: list[dict], algorithms: list[str]):
     speaker: its seeds' mean, as the verdict table counts it), each with its mean and 95 % t-interval (stats.py), so
     that the spread a table's ± summarises stays visible. The figure, for `save`."""
     from .stats import t_interval
+    from .verdict import speaker_accuracies
 
     plt = _pyplot()
     colour = _colours(algorithms)
@@ -147,12 +149,8 @@ def verdict(tuned: list[dict], loso: list[dict], algorithms: list[str]):
     shown = [a for a in algorithms if any(r["algorithm"] == a for r in tuned + loso)]
     kinds = ((-0.17, "o", "test file (seeds)"), (0.17, "s", "left-out speakers (one network each)"))
     for x, a in enumerate(shown):
-        per_speaker: dict[int, list[float]] = {}
-        for r in loso:
-            if r["algorithm"] == a:
-                per_speaker.setdefault(int(r["speaker"]), []).append(float(r["test_acc"]))
         values = ([float(r["test_acc"]) for r in tuned if r["algorithm"] == a],
-                  [float(np.mean(v)) for v in per_speaker.values()])
+                  list(speaker_accuracies([r for r in loso if r["algorithm"] == a]).values()))
         for v, (dx, marker, _) in zip(values, kinds):
             if not v:
                 continue

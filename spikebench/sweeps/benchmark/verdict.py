@@ -36,6 +36,14 @@ def correctness(out: Path, cell: Cell) -> np.ndarray | None:
     return np.array([ok for _, ok in rows], dtype=np.int8)
 
 
+def speaker_accuracies(loso_rows: list[dict]) -> dict[int, float]:
+    """{speaker: accuracy} of one algorithm's left-out-speaker rows, a speaker's seeds averaged (one value each)."""
+    per_speaker: dict[int, list[float]] = {}
+    for r in loso_rows:
+        per_speaker.setdefault(int(r["speaker"]), []).append(float(r["test_acc"]))
+    return {k: float(np.mean(v)) for k, v in sorted(per_speaker.items())}
+
+
 def selection_speakers(tune_cells: list[Cell]) -> set[int]:
     """The speakers the studies validated on (data.val.speakers of the trials)."""
     used: set[int] = set()
@@ -73,10 +81,7 @@ def verdict(out: Path, b: DictConfig, algorithms: list[str], tuned_rows: list[di
     for a in algorithms:
         mine = [r for r in tuned_rows if r["algorithm"] == a]
         lrows = [r for r in loso_rows if r["algorithm"] == a]
-        per_speaker: dict[int, list[float]] = {}
-        for r in lrows:
-            per_speaker.setdefault(int(r["speaker"]), []).append(float(r["test_acc"]))
-        spk = {k: float(np.mean(v)) for k, v in sorted(per_speaker.items())}
+        spk = speaker_accuracies(lrows)
         t_m, t_h, t_n = stats.t_interval([r["test_acc"] for r in mine])
         l_m, l_h, l_n = stats.t_interval(list(spk.values()))
         u_m, u_h, _ = stats.t_interval([v for k, v in spk.items() if k not in seen])
