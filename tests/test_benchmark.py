@@ -126,6 +126,7 @@ def test_tiny_benchmark_table_has_every_algorithm_and_column_finite_and_equal_to
             assert again[cell][key] == before[cell][key], (cell, key)
 
 
+@pytest.mark.slow  # ~45 s: four cells trained twice
 def test_cells_trained_two_at_once_give_the_serial_runs_figures_exactly(tmp_path, capsys):
     """benchmark.workers=2 (spawned cells, two at a time) reproduces the one-at-a-time accuracy figures."""
     common = ["benchmark.phases=[table]", "benchmark.plots=false", "benchmark.neurobench_samples=8"]

@@ -319,7 +319,7 @@ def test_step_memory_is_flat_in_steps_when_the_spikes_stay_the_same(tmp_path, mo
     assert peaks["bptt", long] >= long / 200 * peaks["bptt", 100], peaks
 
 
-@pytest.mark.parametrize("mode", ["discrete", "exact"])
+@pytest.mark.parametrize("mode", ["discrete", pytest.param("exact", marks=pytest.mark.slow)])  # exact: ~30 s
 def test_no_batch_by_time_by_hidden_tensor_is_allocated_during_an_eventprop_step(tmp_path, mode):
     """Every allocation of the step, forward and backward, is smaller than an eighth of one (batch, T, hidden) map
     (T = 16 blocks of 64 steps): what a dense map of the old implementation (or BPTT) allocates is never made."""
