@@ -1,6 +1,7 @@
 """The benchmark's figures: accuracy against training time, step time and memory against the number of time steps
 and the hidden size, accuracy against hidden size (feed-forward / recurrent), the verdict (test file and left-out
-speakers, with intervals), the table as a figure, the studies' optimisation histories and parameter importances. Each function takes the rows it plots and writes one PNG."""
+speakers, with intervals), the table as a figure, the studies' optimisation histories and parameter importances.
+Each function takes the rows it plots and writes one PNG."""
 
 from __future__ import annotations
 
@@ -94,7 +95,6 @@ def architecture(path: Path, rows: list[dict], algorithms: list[str],
     architecture.accuracy_intervals: a bootstrap over recordings and seeds), else mean ± 95 % t-interval over seeds
     —, time per epoch and step memory against hidden size: solid recurrent, dashed feed-forward."""
     from .stats import t_interval
-    from .verdict import speaker_accuracies
 
     plt = _pyplot()
     colour = _colours(algorithms)

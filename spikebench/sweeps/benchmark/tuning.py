@@ -101,7 +101,7 @@ def summarise(study) -> dict[str, Any]:
     trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
     history = []
     for t in trials:
-        secs = t.user_attrs.get("wall_s")  # the trial's own record (optimize.RunTime), kept by a trial killed outright
+        secs = t.user_attrs.get("wall_s")  # the trial's own record (retry.RunTime), kept by a trial killed outright
         if secs is None:  # a trial from before that record: Optuna's span if the trial ended in its own worker (which
             # then stored cpu_s); one that died was ended by a later worker that found it dead, maybe hours later
             ended = t.user_attrs.get("cpu_s") is not None and t.datetime_complete is not None
